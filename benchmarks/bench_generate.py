@@ -1,0 +1,143 @@
+"""Decode speed of repolm's engine against Hugging Face transformers, on the same weights, in one run.
+
+Measures decode tokens/s (prefill excluded) with greedy decoding and a KV cache:
+- `small` at batch 1 and batch 8;
+- `deepseek-coder-1.3b` (random weights, fp32) at batch 1, with the memory-bandwidth bound: a decode step
+  must read every weight once, so tokens/s <= bandwidth / bytes of weights read per step. Bandwidth is
+  measured here with the same kind of operation (a large matrix-vector product).
+
+Both systems share one set of weight tensors (no second copy). Run: `python benchmarks/bench_generate.py`
+(options: --skip-1.3b, --new-tokens N, --threads N, --json FILE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from repolm.hf_folder import config_to_hf
+from repolm.infer.engine import Engine
+from repolm.infer.sampling import SamplingParams
+from repolm.model import build_model, preset_config
+
+
+def transformers_twin(model: torch.nn.Module) -> LlamaForCausalLM:
+    """A transformers Llama that shares `model`'s weight tensors (SDPA attention)."""
+    hf_config = LlamaConfig(**{k: v for k, v in config_to_hf(model.config).items() if k != "architectures"})
+    hf_config._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        twin = LlamaForCausalLM(hf_config)
+    state = {k if k == "lm_head.weight" else f"model.{k}": v for k, v in model.state_dict().items()}
+    twin.load_state_dict(state, strict=True, assign=True)
+    twin.model.rotary_emb.inv_freq = model.rotary_inverse_frequencies.clone()
+    twin.model.rotary_emb.original_inv_freq = model.rotary_inverse_frequencies.clone()
+    return twin.eval()
+
+
+def time_ours(engine: Engine, prompts: list[list[int]], new_tokens: int, repeats: int) -> float:
+    """Seconds per decode step: (time for N tokens - time for 1 token) / (N - 1), best of `repeats`."""
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        engine.generate(prompts, SamplingParams(max_new_tokens=n))
+        return time.perf_counter() - start
+
+    run(4)  # warm-up
+    return min((run(new_tokens) - run(1)) / (new_tokens - 1) for _ in range(repeats))
+
+
+def time_transformers(model: LlamaForCausalLM, prompts: list[list[int]], new_tokens: int, repeats: int) -> float:
+    ids = torch.tensor(prompts)
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+        return time.perf_counter() - start
+
+    run(4)
+    return min((run(new_tokens) - run(1)) / (new_tokens - 1) for _ in range(repeats))
+
+
+def matvec_bandwidth(bytes_: int = 1 << 30) -> float:
+    """Bytes/s of a large fp32 matrix-vector product (reads the matrix once), best of 5."""
+    rows = bytes_ // 4 // 4096
+    matrix, vector = torch.randn(rows, 4096), torch.randn(4096)
+    torch.mv(matrix, vector)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        torch.mv(matrix, vector)
+        best = min(best, time.perf_counter() - start)
+    return matrix.numel() * 4 / best
+
+
+def bench_preset(name: str, batches: list[int], new_tokens: int, repeats: int, prompt_length: int) -> list[dict]:
+    config = preset_config(name)
+    print(f"\n{name}: {config.num_parameters / 1e6:.1f}M parameters, fp32", flush=True)
+    model = build_model(config, seed=0)
+    twin = transformers_twin(model)
+    engine = Engine(model)
+    rows = []
+    for batch in batches:
+        generator = torch.Generator().manual_seed(batch)
+        prompts = torch.randint(0, config.vocab_size, (batch, prompt_length), generator=generator).tolist()
+        ours = time_ours(engine, prompts, new_tokens, repeats)
+        theirs = time_transformers(twin, prompts, new_tokens, repeats)
+        row = dict(
+            model=name,
+            batch=batch,
+            repolm_tokens_per_s=batch / ours,
+            transformers_tokens_per_s=batch / theirs,
+            ratio=theirs / ours,
+        )
+        rows.append(row)
+        print(
+            f"  batch {batch}: repolm {row['repolm_tokens_per_s']:8.1f} tok/s   transformers "
+            f"{row['transformers_tokens_per_s']:8.1f} tok/s   ratio {row['ratio']:.2f}x",
+            flush=True,
+        )
+    if "deepseek" in name:
+        bandwidth = matvec_bandwidth()
+        # per step every weight matrix is read once, except the embedding table (one row per token)
+        weight_bytes = (config.num_parameters - config.vocab_size * config.hidden_size) * 4
+        bound = bandwidth / weight_bytes
+        fraction = rows[0]["repolm_tokens_per_s"] / bound
+        rows[0].update(bandwidth_gb_s=bandwidth / 1e9, bound_tokens_per_s=bound, fraction_of_bound=fraction)
+        print(
+            f"  bandwidth (fp32 matvec) {bandwidth / 1e9:.1f} GB/s, {weight_bytes / 1e9:.2f} GB of weights per step "
+            f"-> bound {bound:.2f} tok/s; repolm reaches {fraction:.0%} of it",
+            flush=True,
+        )
+    del model, twin, engine
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=64, help="tokens per timed run for `small`")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-1.3b", dest="skip_large", action="store_true")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, python {sys.version.split()[0]}"
+    )
+    results = bench_preset("small", [1, 8], args.new_tokens, repeats=3, prompt_length=32)
+    if not args.skip_large:
+        results += bench_preset("deepseek-coder-1.3b", [1], 8, repeats=2, prompt_length=16)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

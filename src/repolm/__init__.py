@@ -1,0 +1,1 @@
+"""repolm: DeepSeek-Coder, end to end."""

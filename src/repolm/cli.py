@@ -1,0 +1,300 @@
+"""The `repolm` command line: one subcommand per stage of the recipe.
+
+Commands print results on stdout and diagnostics on stderr. Bad input (a missing folder, a wrong config, a
+truncated weights file, an unknown preset or option) ends with one line `error: ...` on stderr and exit
+code 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from repolm.errors import RepolmError
+
+logger = logging.getLogger("repolm")
+
+STAGES = """\
+stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer -> eval
+  tokenizer train   train a byte-level BPE with DeepSeek-Coder's special tokens
+  model init        build a model from a preset and save it as a Hugging Face folder
+  model info        describe a model folder
+  generate          complete a prompt (streams the completion to stdout)
+  infill            fill in the middle between a prefix and a suffix (streams the middle)
+"""
+
+
+# -----------------------------------------------------------------------------
+# shared helpers
+
+
+def _resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise RepolmError(f"--device {name!r} is not a device ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RepolmError("--device cuda was asked for, but no CUDA device is available")
+    return device
+
+
+def _resolve_dtype(name: str, device):
+    import torch
+
+    if name == "auto":
+        # bf16 on GPUs; fp32 on CPUs, where bf16 matmuls are ~100x slower without AVX512-BF16/AMX
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise RepolmError(f"--dtype {name!r} is not one of: auto, {', '.join(dtypes)}")
+    return dtypes[name]
+
+
+def _load_model_and_tokenizer(args: argparse.Namespace):
+    from repolm.hf_folder import load_pretrained
+    from repolm.tokenizer import CodeTokenizer
+
+    device = _resolve_device(args.device)
+    dtype = _resolve_dtype(args.dtype, device)
+    model = load_pretrained(args.model, device=device, dtype=dtype)
+    tokenizer = CodeTokenizer.load(args.tokenizer or args.model)
+    if len(tokenizer) > model.config.vocab_size:
+        raise RepolmError(
+            f"tokenizer {args.tokenizer or args.model} has {len(tokenizer)} ids but the model's vocab_size is "
+            f"{model.config.vocab_size}"
+        )
+    return model, tokenizer
+
+
+def _sampling_params(args: argparse.Namespace):
+    from repolm.infer.sampling import SamplingParams
+
+    try:
+        return SamplingParams(
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            repetition_penalty=args.repetition_penalty,
+            stop_token_ids=tuple(args.stop_id or ()),
+            seed=args.seed,
+        )
+    except ValueError as error:
+        raise RepolmError(str(error)) from None
+
+
+def _read_text(path: str, option: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RepolmError(f"{option} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RepolmError(f"{option} {path}: cannot read it as UTF-8 text ({error})") from None
+
+
+def _write_stream(pieces) -> None:
+    wrote_newline = True
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        wrote_newline = piece.endswith("\n")
+    if not wrote_newline and sys.stdout.isatty():
+        sys.stdout.write("\n")
+
+
+def _add_generation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model folder (Hugging Face layout: config.json + weights)")
+    parser.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens to generate (default 256)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, help=">1 discourages repeats (1.0 = off)")
+    parser.add_argument("--stop", action="append", help="stop string (repeatable); the output ends before it")
+    parser.add_argument(
+        "--stop-id", action="append", type=int, help="stop token id (repeatable; default: end of sentence and <|EOT|>)"
+    )
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
+
+
+# -----------------------------------------------------------------------------
+# commands
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> None:
+    from repolm.tokenizer import train_tokenizer
+
+    for path in args.input:
+        if not Path(path).exists():
+            raise RepolmError(f"--input {path}: no such file or folder")
+    if args.vocab_size < 300:
+        raise RepolmError(f"--vocab-size {args.vocab_size} is too small; it must leave room above the 256 bytes")
+    tokenizer = train_tokenizer(args.input, vocab_size=args.vocab_size, min_frequency=args.min_frequency)
+    tokenizer.save(args.output)
+    print(f"saved a tokenizer with {len(tokenizer)} ids to {args.output}")
+
+
+def cmd_model_init(args: argparse.Namespace) -> None:
+    import torch
+
+    from repolm.hf_folder import save_pretrained
+    from repolm.model import build_model, preset_config
+    from repolm.tokenizer import CodeTokenizer
+
+    overrides = {}
+    tokenizer = None
+    if args.tokenizer:
+        tokenizer = CodeTokenizer.load(args.tokenizer)
+        # embeddings cover every tokenizer id, padded to a multiple of 64 as DeepSeek-Coder's 32256
+        overrides = dict(
+            vocab_size=-(-len(tokenizer) // 64) * 64, bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id
+        )
+    try:
+        config = preset_config(args.preset, **overrides)
+    except KeyError as error:
+        raise RepolmError(str(error.args[0])) from None
+    model = build_model(config, device="cpu", dtype=torch.float32, seed=args.seed)
+    save_pretrained(model, args.output)
+    if tokenizer is not None:
+        tokenizer.save(args.output)
+    print(f"saved {args.preset} ({model.num_parameters():,} parameters) to {args.output}")
+
+
+def cmd_model_info(args: argparse.Namespace) -> None:
+    import json
+
+    from repolm.hf_folder import config_from_hf
+
+    path = Path(args.model) / "config.json"
+    if not path.is_file():
+        raise RepolmError(f"{path}: no such file (is {args.model} a model folder?)")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RepolmError(f"{path}: invalid JSON ({error})") from None
+    config = config_from_hf(values, str(path))
+    print(json.dumps({"parameters": config.num_parameters, **config.to_dict()}, indent=2))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from repolm.infer.engine import Engine
+    from repolm.infer.prompts import instruct_prompt
+    from repolm.infer.text import TextGenerator
+
+    if (args.prompt is None) == (args.prompt_file is None):
+        raise RepolmError("give exactly one of --prompt TEXT or --prompt-file F")
+    prompt = args.prompt if args.prompt is not None else _read_text(args.prompt_file, "--prompt-file")
+    params = _sampling_params(args)
+    model, tokenizer = _load_model_and_tokenizer(args)
+    generator = TextGenerator(Engine(model), tokenizer)
+    if args.instruct:
+        ids = tokenizer.encode(instruct_prompt(tokenizer, prompt))  # the template writes BOS itself
+        pieces = (delta.text for delta in generator.stream_ids([ids], params, args.stop or ()))
+    else:
+        pieces = generator.stream(prompt, params, args.stop or ())
+    _write_stream(pieces)
+
+
+def cmd_infill(args: argparse.Namespace) -> None:
+    from repolm.infer.engine import Engine
+    from repolm.infer.prompts import split_at_cursor
+    from repolm.infer.text import TextGenerator
+
+    if args.file is not None:
+        if args.prefix is not None or args.suffix is not None:
+            raise RepolmError("give either --prefix/--suffix or --file/--line/--col, not both")
+        if args.line is None or args.col is None:
+            raise RepolmError("--file needs --line and --col (1-based)")
+        prefix, suffix = split_at_cursor(_read_text(args.file, "--file"), args.line, args.col)
+    else:
+        if args.prefix is None:
+            raise RepolmError("give --prefix TEXT (and --suffix TEXT), or --file F --line L --col C")
+        prefix, suffix = args.prefix, args.suffix or ""
+    params = _sampling_params(args)
+    model, tokenizer = _load_model_and_tokenizer(args)
+    generator = TextGenerator(Engine(model), tokenizer)
+    _write_stream(generator.infill(prefix, suffix, params, mode=args.mode, stop_strings=args.stop or ()))
+
+
+# -----------------------------------------------------------------------------
+# parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repolm",
+        description="DeepSeek-Coder, end to end: data, tokenizer, model, training, inference, evaluation.",
+        epilog=STAGES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
+
+    tokenizer = commands.add_parser("tokenizer", help="train byte-level BPE tokenizers")
+    tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
+    train = tokenizer_commands.add_parser("train", help="train a tokenizer on files or folders")
+    train.add_argument("--input", nargs="+", required=True, help="files or folders of text to train on")
+    train.add_argument("--vocab-size", type=int, default=32000, help="BPE vocabulary size (default 32000)")
+    train.add_argument("--min-frequency", type=int, default=2, help="least count of a merged pair (default 2)")
+    train.add_argument("--output", required=True, help="folder to write the tokenizer to (Hugging Face layout)")
+    train.set_defaults(handler=cmd_tokenizer_train)
+
+    model = commands.add_parser("model", help="create and inspect model folders")
+    model_commands = model.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
+    init = model_commands.add_parser("init", help="build a randomly initialized model from a preset")
+    init.add_argument("--preset", required=True, help="tiny, small, deepseek-coder-1.3b, -6.7b or -33b")
+    init.add_argument("--tokenizer", help="tokenizer folder: sizes the vocabulary and is saved with the model")
+    init.add_argument("--output", required=True, help="folder to write the model to")
+    init.add_argument("--seed", type=int, default=0, help="initialization seed (default 0)")
+    init.set_defaults(handler=cmd_model_init)
+    info = model_commands.add_parser("info", help="print a model folder's config and parameter count")
+    info.add_argument("model", help="model folder")
+    info.set_defaults(handler=cmd_model_info)
+
+    generate = commands.add_parser("generate", help="complete a prompt; prints only the completion")
+    generate.add_argument("--prompt", help="prompt text")
+    generate.add_argument("--prompt-file", help="file holding the prompt")
+    generate.add_argument("--instruct", action="store_true", help="wrap the prompt in the model's chat template")
+    _add_generation_options(generate)
+    generate.set_defaults(handler=cmd_generate)
+
+    infill = commands.add_parser("infill", help="fill in the middle; prints only the middle")
+    infill.add_argument("--prefix", help="text before the hole")
+    infill.add_argument("--suffix", help="text after the hole")
+    infill.add_argument("--file", help="a file to fill at --line/--col instead of --prefix/--suffix")
+    infill.add_argument("--line", type=int, help="1-based line of the cursor in --file")
+    infill.add_argument("--col", type=int, help="1-based column of the cursor in --file")
+    infill.add_argument("--mode", choices=["psm", "spm"], default="psm", help="FIM layout (default psm)")
+    _add_generation_options(infill)
+    infill.set_defaults(handler=cmd_infill)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        args.handler(args)
+    except RepolmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

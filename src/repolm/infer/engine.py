@@ -1,0 +1,152 @@
+"""Batched autoregressive generation on token ids, with a KV cache.
+
+The engine knows nothing about text: prompts are lists of ids, outputs are lists of ids. Text, stop strings
+and prompt formats live in `repolm.infer.text` and `repolm.infer.prompts`.
+
+How a batch runs:
+1. Prompts of different lengths are left-padded to a common length. Each row gets its own RoPE positions
+   (0 at its first real token) and a boolean key mask, so padding is never attended to and a row's
+   logits equal those of the same prompt run alone.
+2. One prefill forward fills a preallocated `KVCache` and gives the first token of every row.
+3. Decode steps feed one token per row. A row finishes at a stop id or at `max_new_tokens`; finished rows
+   are dropped from the batch (the cache rows with them), so the batch only does live work.
+`stream` yields each step's new tokens as they come; `generate` collects them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from repolm.infer.sampling import SamplingParams, sample_next_token
+from repolm.model.llama import KVCache, Transformer
+
+logger = logging.getLogger(__name__)
+
+StopCondition = Callable[[int, list[int]], bool]
+"""Called as stop(row, generated_ids) after each new token; True ends that row (e.g. a stop string)."""
+
+
+@dataclass
+class StepOutput:
+    """The tokens that one decoding step produced: `tokens[row]` for each row still running."""
+
+    tokens: dict[int, int]
+    """Row index in the original prompt list -> the new token id."""
+    finished: list[int]
+    """Rows that ended at this step."""
+
+
+class Engine:
+    """Generates continuations of token-id prompts with a `Transformer`."""
+
+    def __init__(self, model: Transformer) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.device = model.embed_tokens.weight.device
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams,
+        stop: StopCondition | None = None,
+    ) -> Iterator[StepOutput]:
+        """Yield the new token of every live row, step by step, until all rows finish."""
+        if len(prompts) == 0 or params.max_new_tokens == 0:
+            return
+        for index, prompt in enumerate(prompts):
+            if len(prompt) == 0:
+                raise ValueError(f"prompt {index} is empty; a prompt needs at least one token (e.g. BOS)")
+            bad = [t for t in prompt if not 0 <= t < self.config.vocab_size]
+            if bad:
+                raise ValueError(f"prompt {index} has token id {bad[0]} outside the vocabulary [0, {self.config.vocab_size})")
+        device = self.device
+        batch_size = len(prompts)
+        prompt_length = max(len(p) for p in prompts)
+        total_length = prompt_length + params.max_new_tokens
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(params.seed)
+
+        # left-pad; `key_valid` (B, total_length) marks the cache slots that hold real tokens
+        input_ids = torch.zeros(batch_size, prompt_length, dtype=torch.long, device=device)
+        key_valid = torch.zeros(batch_size, total_length, dtype=torch.bool, device=device)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, prompt_length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            key_valid[row, prompt_length - len(prompt) : prompt_length] = True
+        key_valid[:, prompt_length:] = True
+        padded = any(len(p) != prompt_length for p in prompts)
+        positions = (key_valid[:, :prompt_length].long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        attention_mask = None
+        if padded:
+            causal = torch.ones(prompt_length, prompt_length, dtype=torch.bool, device=device).tril()
+            attention_mask = causal[None] & key_valid[:, None, :prompt_length]  # (B, T, T)
+            # a padding query row would see nothing (NaN in softmax); let it see itself, its output is unused
+            attention_mask |= torch.eye(prompt_length, dtype=torch.bool, device=device)[None]
+            attention_mask = attention_mask[:, None]  # (B, 1, T, T)
+
+        seen = None
+        if params.repetition_penalty != 1.0:
+            seen = torch.zeros(batch_size, self.config.vocab_size, dtype=torch.bool, device=device)
+            seen.scatter_(1, input_ids, key_valid[:, :prompt_length])
+
+        dtype = self.model.embed_tokens.weight.dtype
+        cache = KVCache(self.config, batch_size, total_length, device, dtype)
+        logits = self.model(input_ids, positions, attention_mask, cache, last_position_only=True)[:, -1]  # (B, V)
+        next_positions = positions[:, -1] + 1  # (B,)
+
+        rows = list(range(batch_size))  # original index of each live row
+        generated: list[list[int]] = [[] for _ in range(batch_size)]
+        stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=device)
+        for step in range(params.max_new_tokens):
+            tokens = sample_next_token(logits, params, seen, generator)  # (B,)
+            token_list = tokens.tolist()
+            is_stop = torch.isin(tokens, stop_ids).tolist() if len(params.stop_token_ids) else [False] * len(rows)
+            finished_local = []
+            for local, (row, token) in enumerate(zip(rows, token_list, strict=True)):
+                generated[row].append(token)
+                if is_stop[local] or (stop is not None and stop(row, generated[row])):
+                    finished_local.append(local)
+            last_step = step == params.max_new_tokens - 1
+            finished = list(range(len(rows))) if last_step else finished_local
+            yield StepOutput(tokens=dict(zip(rows, token_list, strict=True)), finished=[rows[i] for i in finished])
+            if last_step:
+                return
+            if finished_local:
+                keep = [i for i in range(len(rows)) if i not in set(finished_local)]
+                if not keep:
+                    return
+                keep_index = torch.tensor(keep, dtype=torch.long, device=device)
+                cache.reorder(keep_index)
+                key_valid = key_valid.index_select(0, keep_index)
+                next_positions = next_positions.index_select(0, keep_index)
+                tokens = tokens.index_select(0, keep_index)
+                if seen is not None:
+                    seen = seen.index_select(0, keep_index)
+                rows = [rows[i] for i in keep]
+                padded = padded and not bool(key_valid[:, :prompt_length].all())
+            if seen is not None:
+                seen.scatter_(1, tokens[:, None], True)
+            # one decode step: each live row feeds its new token at its own position
+            step_mask = None
+            if padded:
+                step_mask = key_valid[:, None, None, : cache.length + 1]  # (B, 1, 1, S)
+            logits = self.model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]  # (B, V)
+            next_positions = next_positions + 1
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams,
+        stop: StopCondition | None = None,
+    ) -> list[list[int]]:
+        """The generated ids of every prompt (without the prompt; a stop id, if hit, is the last id)."""
+        outputs: list[list[int]] = [[] for _ in prompts]
+        for step in self.stream(prompts, params, stop):
+            for row, token in step.tokens.items():
+                outputs[row].append(token)
+        return outputs

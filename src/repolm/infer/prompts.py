@@ -1,0 +1,72 @@
+"""Prompt construction: plain completion, fill-in-the-middle (PSM and SPM) and instruct chat.
+
+FIM layouts with DeepSeek-Coder's tokens (README section 4.2; paper section 3.1.2):
+- PSM (what DeepSeek-Coder trained on): `<｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜>` -> middle
+- SPM (described in the paper, after Bavarian et al.): `<｜fim▁hole｜>suffix<｜fim▁begin｜>prefix<｜fim▁end｜>` -> middle
+Prefix and suffix are encoded separately and joined with the sentinel ids, so no BPE merge crosses a
+sentinel and user text that happens to contain a sentinel string stays plain text. BOS is prepended when
+the tokenizer adds BOS (as the released DeepSeek-Coder tokenizers do).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from repolm.errors import RepolmError
+from repolm.tokenizer import CodeTokenizer
+
+FimMode = Literal["psm", "spm"]
+
+
+def _bos(tokenizer: CodeTokenizer, add_bos: bool | None) -> list[int]:
+    if add_bos is None:
+        add_bos = tokenizer.add_bos_token
+    return [tokenizer.bos_id] if add_bos and tokenizer.bos_id is not None else []
+
+
+def completion_prompt_ids(tokenizer: CodeTokenizer, text: str, add_bos: bool | None = None) -> list[int]:
+    """Ids of a plain left-to-right completion prompt."""
+    return _bos(tokenizer, add_bos) + tokenizer.encode(text)
+
+
+def fim_prompt_ids(
+    tokenizer: CodeTokenizer,
+    prefix: str,
+    suffix: str,
+    mode: FimMode = "psm",
+    add_bos: bool | None = None,
+) -> list[int]:
+    """Ids of a fill-in-the-middle prompt; the model continues with the middle."""
+    begin, hole, end = tokenizer.fim_begin_id, tokenizer.fim_hole_id, tokenizer.fim_end_id
+    if begin is None or hole is None or end is None:
+        raise RepolmError("the tokenizer has no FIM tokens (<｜fim▁begin｜>, <｜fim▁hole｜>, <｜fim▁end｜>)")
+    prefix_ids, suffix_ids = tokenizer.encode(prefix), tokenizer.encode(suffix)
+    if mode == "psm":
+        body = [begin, *prefix_ids, hole, *suffix_ids, end]
+    elif mode == "spm":
+        body = [hole, *suffix_ids, begin, *prefix_ids, end]
+    else:
+        raise RepolmError(f"unknown FIM mode {mode!r}; use 'psm' or 'spm'")
+    return _bos(tokenizer, add_bos) + body
+
+
+def split_at_cursor(text: str, line: int, column: int) -> tuple[str, str]:
+    """Split a file's text at a 1-based (line, column) cursor into (prefix, suffix), as editors count them."""
+    lines = text.splitlines(keepends=True)
+    if line < 1 or line > max(len(lines), 1) + (1 if text.endswith("\n") else 0):
+        raise RepolmError(f"--line {line} is outside the file (it has {len(lines)} lines)")
+    offset = sum(len(current) for current in lines[: line - 1])
+    current = lines[line - 1] if line - 1 < len(lines) else ""
+    width = len(current.rstrip("\r\n"))
+    if column < 1 or column > width + 1:
+        raise RepolmError(f"--col {column} is outside line {line} (it has {width} characters)")
+    offset += column - 1
+    return text[:offset], text[offset:]
+
+
+def instruct_prompt(tokenizer: CodeTokenizer, instruction: str, system: str | None = None) -> str:
+    """The DeepSeek-Coder-Instruct prompt text for one user turn, through the tokenizer's chat template."""
+    messages = [{"role": "user", "content": instruction}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True)

@@ -1,0 +1,142 @@
+"""Text in, text out: the tokenizer and prompt layers on top of the id-level `Engine`.
+
+`TextGenerator` turns prompts into ids, runs the engine, and turns ids back into text incrementally, so
+callers can stream. Stop strings are checked on the decoded text of each row (not on the prompt); the text
+is cut before the first stop string. Text is released only when it is final: never half of a multi-byte
+character, never the start of what may become a stop string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from repolm.infer.engine import Engine
+from repolm.infer.prompts import FimMode, completion_prompt_ids, fim_prompt_ids
+from repolm.infer.sampling import SamplingParams
+from repolm.tokenizer import CodeTokenizer
+
+
+@dataclass
+class TextDelta:
+    """New text of one row; `finished` is set on the row's last delta."""
+
+    row: int
+    text: str
+    finished: bool = False
+
+
+class _RowDecoder:
+    """Incremental detokenizer of one row, with stop-string truncation."""
+
+    def __init__(self, tokenizer: CodeTokenizer, stop_ids: set[int], stop_strings: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.stop_ids = stop_ids
+        self.stop_strings = [s for s in stop_strings if s]
+        self.ids: list[int] = []
+        self.emitted = 0  # characters of the decoded text already released
+        self.stopped = False
+
+    def add(self, token: int) -> str:
+        """Add a token; return the newly final text. Sets `stopped` when a stop string appears."""
+        if token not in self.stop_ids:
+            self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        cut = min((i for i in (text.find(s) for s in self.stop_strings) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            delta = text[self.emitted : cut] if cut > self.emitted else ""
+            self.emitted = max(self.emitted, cut)
+            return delta
+        final = len(text)
+        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for its other bytes
+            final = len(text.rstrip("\ufffd"))
+        for stop in self.stop_strings:  # hold back a tail that may grow into a stop string
+            for length in range(min(len(stop) - 1, final - self.emitted), 0, -1):
+                if text[final - length : final] == stop[:length]:
+                    final -= length
+                    break
+        delta = text[self.emitted : final] if final > self.emitted else ""
+        self.emitted = max(self.emitted, final)
+        return delta
+
+    def flush(self) -> str:
+        """The rest of the text at the end of generation (a held-back partial stop string is real text)."""
+        if self.stopped:
+            return ""
+        text = self.tokenizer.decode(self.ids)
+        delta = text[self.emitted :]
+        self.emitted = len(text)
+        return delta
+
+
+class TextGenerator:
+    """Completion and infilling on text, batched and streamed."""
+
+    def __init__(self, engine: Engine, tokenizer: CodeTokenizer) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+
+    def default_stop_ids(self) -> tuple[int, ...]:
+        """End of sentence (base models) and end of turn (instruct models)."""
+        ids = (self.tokenizer.eos_id, self.tokenizer.eot_id)
+        return tuple(sorted({i for i in ids if i is not None}))
+
+    def stream_ids(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams,
+        stop_strings: Sequence[str] = (),
+    ) -> Iterator[TextDelta]:
+        """Generate from id prompts; yield text deltas per row as they become final."""
+        if not params.stop_token_ids:
+            params = replace(params, stop_token_ids=self.default_stop_ids())
+        decoders = [_RowDecoder(self.tokenizer, set(params.stop_token_ids), stop_strings) for _ in prompts]
+
+        def stop(row: int, _generated: list[int]) -> bool:
+            return decoders[row].stopped
+
+        for step in self.engine.stream(prompts, params, stop):
+            for row, token in step.tokens.items():
+                decoder = decoders[row]
+                text = decoder.add(token)
+                finished = row in step.finished or decoder.stopped
+                if finished:
+                    text += decoder.flush()
+                if text or finished:
+                    yield TextDelta(row, text, finished)
+
+    def generate_ids(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, stop_strings: Sequence[str] = ()
+    ) -> list[str]:
+        """The completion text of every id prompt."""
+        outputs = ["" for _ in prompts]
+        for delta in self.stream_ids(prompts, params, stop_strings):
+            outputs[delta.row] += delta.text
+        return outputs
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams, stop_strings: Sequence[str] = ()) -> list[str]:
+        """The completion text of every text prompt."""
+        ids = [completion_prompt_ids(self.tokenizer, prompt) for prompt in prompts]
+        return self.generate_ids(ids, params, stop_strings)
+
+    def stream(self, prompt: str, params: SamplingParams, stop_strings: Sequence[str] = ()) -> Iterator[str]:
+        """Stream the completion of one text prompt."""
+        ids = completion_prompt_ids(self.tokenizer, prompt)
+        for delta in self.stream_ids([ids], params, stop_strings):
+            if delta.text:
+                yield delta.text
+
+    def infill(
+        self,
+        prefix: str,
+        suffix: str,
+        params: SamplingParams,
+        mode: FimMode = "psm",
+        stop_strings: Sequence[str] = (),
+    ) -> Iterator[str]:
+        """Stream the middle between `prefix` and `suffix`."""
+        ids = fim_prompt_ids(self.tokenizer, prefix, suffix, mode)
+        for delta in self.stream_ids([ids], params, stop_strings):
+            if delta.text:
+                yield delta.text

@@ -1,0 +1,299 @@
+"""The DeepSeek-Coder decoder: a Llama-style transformer, in plain PyTorch.
+
+Notable features (DeepSeek-Coder paper, section 3.3):
+- pre-norm RMSNorm (eps 1e-6), no biases anywhere, untied input and output embeddings;
+- rotary position embeddings with a base `rope_theta` and linear position interpolation
+  (`rope_scaling_factor`, 4.0 for the 16K models), rotate-half layout as in Hugging Face Llama,
+  so released checkpoints load without permuting q/k weights;
+- grouped-query attention (`num_key_value_heads` < `num_attention_heads`) through
+  `torch.nn.functional.scaled_dot_product_attention`, which runs FlashAttention-2 kernels on CUDA;
+- SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
+
+Parameter names match Hugging Face `LlamaForCausalLM` minus the `model.` prefix, so conversion is a table.
+The model is built on any device, including `meta`; `init_weights()` then fills it (normal init with
+`initializer_range`, ones for norms) and `init_rotary_embeddings()` recomputes the RoPE frequencies.
+
+For generation the model reads and writes a `KVCache`: a preallocated buffer per layer that all rows of a
+batch share, so rows are left-padded and carry their own positions and attention mask. This module imports
+only torch and its own config.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repolm.model.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in float32 as the reference implementation does."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        input_dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(input_dtype)
+
+
+def rotary_inverse_frequencies(config: ModelConfig, device: torch.device | str | None = None) -> torch.Tensor:
+    """Inverse frequencies (head_dim / 2,) of RoPE, divided by the linear scaling factor."""
+    dim = config.head_dim
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim
+    return 1.0 / (config.rope_theta**exponents) / config.rope_scaling_factor
+
+
+def rotary_cos_sin(
+    positions: torch.Tensor, inverse_frequencies: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables (B, T, head_dim) for integer positions (B, T), computed in float32."""
+    angles = positions[..., None].float() * inverse_frequencies  # (B, T, D/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (B, T, D)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (i, i + D/2) of x (B, H, T, D) by the angles whose cos/sin are (B, T, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # rotate_half
+    return x * cos[:, None] + rotated * sin[:, None]
+
+
+class KVCache:
+    """Preallocated keys and values of every layer for a batch of sequences being generated.
+
+    All rows share one write position (`length`): prompts are left-padded to a common length, and padding
+    is excluded through the attention mask. Tensors are (B, num_key_value_heads, max_length, head_dim).
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        batch_size: int,
+        max_length: int,
+        device: torch.device | str,
+        dtype: torch.dtype,
+    ) -> None:
+        shape = (batch_size, config.num_key_value_heads, max_length, config.head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.max_length = max_length
+        self.length = 0  # number of positions written so far (shared by all rows)
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store new keys/values (B, Hkv, T, D) at the current position; return all keys/values so far."""
+        start, end = self.length, self.length + keys.shape[2]
+        if end > self.max_length:
+            raise ValueError(f"KV cache overflow: {end} positions > max_length {self.max_length}")
+        self.keys[layer][:, :, start:end] = keys
+        self.values[layer][:, :, start:end] = values
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, num_positions: int) -> None:
+        """Mark `num_positions` more positions as written (called once per forward, after all layers)."""
+        self.length += num_positions
+
+    def reorder(self, row_indices: torch.Tensor) -> None:
+        """Keep only the given rows (e.g. drop finished sequences from the batch)."""
+        self.keys = [k.index_select(0, row_indices) for k in self.keys]
+        self.values = [v.index_select(0, row_indices) for v in self.values]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with grouped key/value heads and rotary embeddings."""
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        kv_cache: KVCache | None,
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        past = 0
+        if kv_cache is not None:
+            past = kv_cache.length
+            k, v = kv_cache.write(self.layer_index, k, v)  # (B, Hkv, past + T, D)
+        # causal masking: a fresh sequence uses the kernel's own causal mask; a single new token sees all
+        # cached positions; otherwise the caller (or _causal_mask below) supplies an explicit mask
+        is_causal = attention_mask is None and past == 0 and T > 1
+        if attention_mask is None and past > 0 and T > 1:
+            attention_mask = _causal_mask(T, past, x.device)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attention_mask, is_causal=is_causal, enable_gqa=self.num_kv_heads != self.num_heads
+        )  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # re-assemble the heads side by side
+        return self.o_proj(y)
+
+
+def _causal_mask(new_positions: int, past_positions: int, device: torch.device) -> torch.Tensor:
+    """Boolean (T, past + T) mask where new token i sees every cached position and new tokens <= i."""
+    total = past_positions + new_positions
+    rows = torch.arange(new_positions, device=device)[:, None] + past_positions
+    return torch.arange(total, device=device)[None, :] <= rows
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, layer_index)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = FeedForward(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        kv_cache: KVCache | None,
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attention_mask, kv_cache)
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return x
+
+
+class Transformer(nn.Module):
+    """Token ids (B, T) -> next-token logits (B, T, vocab_size)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        inverse_frequencies = rotary_inverse_frequencies(config, device=self.embed_tokens.weight.device)
+        self.register_buffer("rotary_inverse_frequencies", inverse_frequencies, persistent=False)
+
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """Normal(0, initializer_range) for linear and embedding weights, ones for norms; fresh RoPE buffers."""
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=std, generator=generator)
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+        self.init_rotary_embeddings()
+
+    def init_rotary_embeddings(self) -> None:
+        """Recompute the RoPE frequencies from the config (after `to_empty`, loading, or a RoPE change)."""
+        device = self.embed_tokens.weight.device
+        self.rotary_inverse_frequencies = rotary_inverse_frequencies(self.config, device=device)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        last_position_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits for `input_ids` (B, T).
+
+        Args:
+            input_ids: token ids (B, T).
+            positions: RoPE positions (B, T); default 0..T-1 after whatever the cache holds.
+            attention_mask: boolean (B, 1, T, S) where True means "may attend", S = cached + T positions;
+                None means plain causal attention over the cache and the new tokens.
+            kv_cache: keys/values of earlier positions, updated in place.
+            last_position_only: return logits of the last position only (B, 1, V), as generation needs.
+        """
+        B, T = input_ids.shape
+        past = kv_cache.length if kv_cache is not None else 0
+        if positions is None:
+            positions = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
+        x = self.embed_tokens(input_ids)  # (B, T, C)
+        cos, sin = rotary_cos_sin(positions, self.rotary_inverse_frequencies, x.dtype)  # (B, T, D) each
+        for layer in self.layers:
+            x = layer(x, cos, sin, attention_mask, kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        if last_position_only:
+            x = x[:, -1:, :]
+        x = self.norm(x)
+        return self.lm_head(x)  # (B, T, V)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_model(
+    config: ModelConfig,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int | None = 0,
+    initialize: bool = True,
+) -> Transformer:
+    """Construct on the meta device (no memory touched), then materialize on `device` and initialize.
+
+    With `initialize=False` the weights are left uninitialized (for loading a checkpoint over them).
+    """
+    with torch.device("meta"):
+        model = Transformer(config)
+    model = model.to(dtype).to_empty(device=device)  # the dtype is set on meta, so no fp32 copy is ever made
+    if config.tie_word_embeddings:  # to_empty makes a new tensor per parameter; tie them again
+        model.lm_head.weight = model.embed_tokens.weight
+    if initialize:
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=device).manual_seed(seed)
+        model.init_weights(generator)
+    model.init_rotary_embeddings()  # RoPE frequencies stay float32 whatever the weights' dtype
+    return model
+
+
+def flops_per_token(config: ModelConfig, sequence_length: int) -> float:
+    """Forward+backward FLOPs per token: 6 * non-embedding params + attention (PaLM appendix B)."""
+    non_embedding = config.num_parameters - config.vocab_size * config.hidden_size
+    attention = 12 * config.num_hidden_layers * config.num_attention_heads * config.head_dim * sequence_length
+    return 6 * non_embedding + attention
+
+
+__all__ = [
+    "KVCache",
+    "Transformer",
+    "build_model",
+    "flops_per_token",
+]

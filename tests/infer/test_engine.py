@@ -1,0 +1,166 @@
+"""The id-level engine against Hugging Face `generate`, and its sampling rules."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.generation.logits_process import (
+    RepetitionPenaltyLogitsProcessor,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from repolm.infer.engine import Engine
+from repolm.infer.sampling import SamplingParams, filter_top_k, filter_top_p, sample_next_token
+from repolm.model import ModelConfig, build_model
+
+VOCAB = 211
+
+
+def _pair(num_kv_heads: int, rope_scaling_factor: float) -> tuple:
+    config = ModelConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=num_kv_heads,
+        rope_scaling_factor=rope_scaling_factor,
+        initializer_range=0.05,
+    )
+    ours = build_model(config, seed=1)
+    rope_scaling = {"type": "linear", "factor": rope_scaling_factor} if rope_scaling_factor != 1 else None
+    hf_config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=num_kv_heads,
+        rope_theta=config.rope_theta,
+        rope_scaling=rope_scaling,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+    )
+    hf_config._attn_implementation = "sdpa"
+    reference = LlamaForCausalLM(hf_config).eval()
+    state = {k if k == "lm_head.weight" else f"model.{k}": v for k, v in ours.state_dict().items()}
+    reference.load_state_dict(state, strict=True)
+    return ours, reference
+
+
+def _prompts(lengths: tuple[int, ...], seed: int = 0) -> list[list[int]]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, VOCAB, (n,), generator=generator).tolist() for n in lengths]
+
+
+def _hf_greedy(reference: LlamaForCausalLM, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
+    length = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (length - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts])
+    with torch.no_grad():
+        out = reference.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
+        )
+    return out[:, length:].tolist()
+
+
+@pytest.mark.parametrize("num_kv_heads,rope_scaling_factor", [(4, 1.0), (2, 4.0)])
+def test_greedy_matches_transformers_at_batch_1_and_4(num_kv_heads, rope_scaling_factor):
+    ours, reference = _pair(num_kv_heads, rope_scaling_factor)
+    engine = Engine(ours)
+    params = SamplingParams(max_new_tokens=32)
+    single = _prompts((13,))
+    assert engine.generate(single, params) == _hf_greedy(reference, single, 32)
+    batch = _prompts((5, 17, 9, 30), seed=1)
+    assert engine.generate(batch, params) == _hf_greedy(reference, batch, 32)
+
+
+def test_batched_rows_equal_rows_alone():
+    ours, _ = _pair(2, 4.0)
+    engine = Engine(ours)
+    batch = _prompts((3, 21, 8), seed=2)
+    params = SamplingParams(max_new_tokens=20)
+    together = engine.generate(batch, params)
+    assert together == [engine.generate([p], params)[0] for p in batch]
+
+
+def test_stop_ids_end_rows_and_batch_keeps_going():
+    ours, _ = _pair(4, 1.0)
+    engine = Engine(ours)
+    batch = _prompts((6, 11, 4), seed=3)
+    free = engine.generate(batch, SamplingParams(max_new_tokens=24))
+    stop_token = free[1][5]  # row 1 must stop at its 6th token (or earlier if that id came before)
+    stopped = engine.generate(batch, SamplingParams(max_new_tokens=24, stop_token_ids=(stop_token,)))
+    for row, tokens in enumerate(stopped):
+        if stop_token in free[row]:
+            cut = free[row].index(stop_token) + 1
+            assert tokens == free[row][:cut]
+        else:
+            assert tokens == free[row]
+
+
+def test_stop_condition_and_stream_agree_with_generate():
+    ours, _ = _pair(2, 1.0)
+    engine = Engine(ours)
+    batch = _prompts((7, 2), seed=4)
+    params = SamplingParams(max_new_tokens=15)
+    collected = [[], []]
+    finished = []
+    for step in engine.stream(batch, params, stop=lambda row, generated: row == 0 and len(generated) == 4):
+        for row, token in step.tokens.items():
+            collected[row].append(token)
+        finished += step.finished
+    full = engine.generate(batch, params)
+    assert collected[0] == full[0][:4]
+    assert collected[1] == full[1]
+    assert sorted(finished) == [0, 1]
+
+
+def test_seeded_sampling_is_reproducible_and_varies_with_seed():
+    ours, _ = _pair(2, 1.0)
+    engine = Engine(ours)
+    batch = _prompts((5, 9), seed=5)
+    params = dict(max_new_tokens=16, temperature=1.5, top_k=50, top_p=0.95)
+    first = engine.generate(batch, SamplingParams(**params, seed=7))
+    assert first == engine.generate(batch, SamplingParams(**params, seed=7))
+    assert first != engine.generate(batch, SamplingParams(**params, seed=8))
+
+
+def test_top_k_top_p_and_repetition_penalty_match_transformers():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 300, generator=generator) * 3
+    input_ids = torch.randint(0, 300, (4, 40), generator=generator)
+    expected = TopKLogitsWarper(top_k=17)(input_ids, logits.clone())
+    assert torch.equal(filter_top_k(logits, 17), expected)
+    expected = TopPLogitsWarper(top_p=0.8)(input_ids, logits.clone())
+    assert torch.equal(filter_top_p(logits, 0.8).isinf(), expected.isinf())
+    seen = torch.zeros(4, 300, dtype=torch.bool).scatter_(1, input_ids, True)
+    expected = RepetitionPenaltyLogitsProcessor(1.3)(input_ids, logits.clone())
+    greedy = sample_next_token(logits, SamplingParams(repetition_penalty=1.3), seen)
+    assert torch.equal(greedy, expected.argmax(-1))
+
+
+def test_sampling_frequencies_follow_the_distribution():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2, 1e-9]]))
+    generator = torch.Generator().manual_seed(0)
+    params = SamplingParams(temperature=1.0)
+    draws = torch.stack([sample_next_token(logits, params, generator=generator) for _ in range(4000)])
+    frequencies = torch.bincount(draws.flatten(), minlength=4).float() / 4000
+    assert torch.allclose(frequencies, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.03)
+    # top_p 0.6 keeps {0.5, 0.3}; top_k 1 keeps the argmax only
+    draws = {int(sample_next_token(logits, SamplingParams(temperature=1.0, top_p=0.6))) for _ in range(200)}
+    assert draws == {0, 1}
+    assert {int(sample_next_token(logits, SamplingParams(temperature=1.0, top_k=1))) for _ in range(50)} == {0}
+
+
+def test_bad_prompts_and_params_are_rejected():
+    ours, _ = _pair(4, 1.0)
+    engine = Engine(ours)
+    with pytest.raises(ValueError, match="empty"):
+        engine.generate([[1, 2], []], SamplingParams(max_new_tokens=2))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        engine.generate([[1, VOCAB + 5]], SamplingParams(max_new_tokens=2))
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0.0)
+    assert engine.generate([[1, 2]], SamplingParams(max_new_tokens=0)) == [[]]
