@@ -11,7 +11,8 @@ mkdir -p "$OUT"
 STDLIB=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 
 echo "== 1. tokenizer: byte-level BPE (vocab 2048 + DeepSeek-Coder special tokens) on $STDLIB"
-time $PY -m repolm tokenizer train --input "$STDLIB" --vocab-size 2048 --output "$OUT/tokenizer"
+time $PY -m repolm tokenizer train --input "$STDLIB" --exclude site-packages \
+    --exclude test --exclude tests --exclude idlelib --exclude "*.pyc" --vocab-size 2048 --output "$OUT/tokenizer"
 
 echo "== 2. model: the tiny preset, sized to the tokenizer, saved as a Hugging Face folder"
 $PY -m repolm model init --preset tiny --tokenizer "$OUT/tokenizer" --output "$OUT/tiny"

@@ -137,7 +137,13 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
             raise RepolmError(f"--input {path}: no such file or folder")
     if args.vocab_size < 300:
         raise RepolmError(f"--vocab-size {args.vocab_size} is too small; it must leave room above the 256 bytes")
-    tokenizer = train_tokenizer(args.input, vocab_size=args.vocab_size, min_frequency=args.min_frequency)
+    tokenizer = train_tokenizer(
+        args.input,
+        vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency,
+        exclude=args.exclude or (),
+        max_total_bytes=args.max_bytes,
+    )
     tokenizer.save(args.output)
     print(f"saved a tokenizer with {len(tokenizer)} ids to {args.output}")
 
@@ -236,37 +242,42 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    # leaf commands accept -v too (after the command name); SUPPRESS keeps the top-level value otherwise
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
 
     tokenizer = commands.add_parser("tokenizer", help="train byte-level BPE tokenizers")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
-    train = tokenizer_commands.add_parser("train", help="train a tokenizer on files or folders")
+    train = tokenizer_commands.add_parser("train", help="train a tokenizer on files or folders", parents=[common])
     train.add_argument("--input", nargs="+", required=True, help="files or folders of text to train on")
     train.add_argument("--vocab-size", type=int, default=32000, help="BPE vocabulary size (default 32000)")
     train.add_argument("--min-frequency", type=int, default=2, help="least count of a merged pair (default 2)")
+    train.add_argument("--exclude", action="append", help="glob of folder/file names to skip (repeatable)")
+    train.add_argument("--max-bytes", type=int, help="read at most this many bytes of input")
     train.add_argument("--output", required=True, help="folder to write the tokenizer to (Hugging Face layout)")
     train.set_defaults(handler=cmd_tokenizer_train)
 
     model = commands.add_parser("model", help="create and inspect model folders")
     model_commands = model.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
-    init = model_commands.add_parser("init", help="build a randomly initialized model from a preset")
+    init = model_commands.add_parser("init", help="build a randomly initialized model from a preset", parents=[common])
     init.add_argument("--preset", required=True, help="tiny, small, deepseek-coder-1.3b, -6.7b or -33b")
     init.add_argument("--tokenizer", help="tokenizer folder: sizes the vocabulary and is saved with the model")
     init.add_argument("--output", required=True, help="folder to write the model to")
     init.add_argument("--seed", type=int, default=0, help="initialization seed (default 0)")
     init.set_defaults(handler=cmd_model_init)
-    info = model_commands.add_parser("info", help="print a model folder's config and parameter count")
+    info = model_commands.add_parser("info", help="print a model folder's config and parameter count", parents=[common])
     info.add_argument("model", help="model folder")
     info.set_defaults(handler=cmd_model_info)
 
-    generate = commands.add_parser("generate", help="complete a prompt; prints only the completion")
+    generate = commands.add_parser("generate", help="complete a prompt; prints only the completion", parents=[common])
     generate.add_argument("--prompt", help="prompt text")
     generate.add_argument("--prompt-file", help="file holding the prompt")
     generate.add_argument("--instruct", action="store_true", help="wrap the prompt in the model's chat template")
     _add_generation_options(generate)
     generate.set_defaults(handler=cmd_generate)
 
-    infill = commands.add_parser("infill", help="fill in the middle; prints only the middle")
+    infill = commands.add_parser("infill", help="fill in the middle; prints only the middle", parents=[common])
     infill.add_argument("--prefix", help="text before the hole")
     infill.add_argument("--suffix", help="text after the hole")
     infill.add_argument("--file", help="a file to fill at --line/--col instead of --prefix/--suffix")

@@ -601,6 +601,9 @@ def _write_shard(shard: list[tuple[str, torch.Tensor]], dtype: torch.dtype) -> C
             seen.add(tensor.data_ptr())
             tensors[name] = tensor
         save_file(tensors, str(path), metadata={"format": "pt"})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)  # the usual file permissions, like the JSON files beside it
 
     return write
 

@@ -63,7 +63,9 @@ class Engine:
                 raise ValueError(f"prompt {index} is empty; a prompt needs at least one token (e.g. BOS)")
             bad = [t for t in prompt if not 0 <= t < self.config.vocab_size]
             if bad:
-                raise ValueError(f"prompt {index} has token id {bad[0]} outside the vocabulary [0, {self.config.vocab_size})")
+                raise ValueError(
+                    f"prompt {index} has token id {bad[0]} outside the vocabulary [0, {self.config.vocab_size})"
+                )
         device = self.device
         batch_size = len(prompts)
         prompt_length = max(len(p) for p in prompts)

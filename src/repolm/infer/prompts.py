@@ -2,10 +2,10 @@
 
 FIM layouts with DeepSeek-Coder's tokens (README section 4.2; paper section 3.1.2):
 - PSM (what DeepSeek-Coder trained on): `<｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜>` -> middle
-- SPM (described in the paper, after Bavarian et al.): `<｜fim▁hole｜>suffix<｜fim▁begin｜>prefix<｜fim▁end｜>` -> middle
+- SPM (described in the paper, after Bavarian et al.):
+  `<｜fim▁hole｜>suffix<｜fim▁begin｜>prefix<｜fim▁end｜>` -> middle
 Prefix and suffix are encoded separately and joined with the sentinel ids, so no BPE merge crosses a
-sentinel and user text that happens to contain a sentinel string stays plain text. BOS is prepended when
-the tokenizer adds BOS (as the released DeepSeek-Coder tokenizers do).
+sentinel. BOS is prepended when the tokenizer adds BOS (as the released DeepSeek-Coder tokenizers do).
 """
 
 from __future__ import annotations

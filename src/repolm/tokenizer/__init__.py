@@ -1,0 +1,51 @@
+"""Tokenizer stage: DeepSeek-Coder-style byte-level BPE (training, HF folders, chat template, special tokens)."""
+
+from repolm.tokenizer.special_tokens import (
+    ASSISTANT_TOKEN,
+    BOS_TOKEN,
+    BYTE_LEVEL_LEFTOVER_BYTES,
+    BYTE_LEVEL_LEFTOVERS,
+    CHAT_TEMPLATE_SYSTEM_PROMPT,
+    DEEPSEEK_CODER_BPE_VOCAB_SIZE,
+    DEEPSEEK_CODER_CHAT_TEMPLATE,
+    EOS_TOKEN,
+    EOT_TOKEN,
+    FIM_BEGIN_TOKEN,
+    FIM_END_TOKEN,
+    FIM_HOLE_TOKEN,
+    FINETUNE_SYSTEM_PROMPT,
+    NUM_BYTE_LEVEL_LEFTOVERS,
+    PAD_TOKEN,
+    SPECIAL_TOKENS,
+    USER_TOKEN,
+    leftover_token_ids,
+    special_token_ids,
+    total_vocab_size,
+)
+from repolm.tokenizer.tokenizer import CodeTokenizer
+from repolm.tokenizer.train import train_tokenizer
+
+__all__ = [
+    "ASSISTANT_TOKEN",
+    "BOS_TOKEN",
+    "BYTE_LEVEL_LEFTOVERS",
+    "BYTE_LEVEL_LEFTOVER_BYTES",
+    "CHAT_TEMPLATE_SYSTEM_PROMPT",
+    "DEEPSEEK_CODER_BPE_VOCAB_SIZE",
+    "DEEPSEEK_CODER_CHAT_TEMPLATE",
+    "EOS_TOKEN",
+    "EOT_TOKEN",
+    "FIM_BEGIN_TOKEN",
+    "FIM_END_TOKEN",
+    "FIM_HOLE_TOKEN",
+    "FINETUNE_SYSTEM_PROMPT",
+    "NUM_BYTE_LEVEL_LEFTOVERS",
+    "PAD_TOKEN",
+    "SPECIAL_TOKENS",
+    "USER_TOKEN",
+    "CodeTokenizer",
+    "leftover_token_ids",
+    "special_token_ids",
+    "total_vocab_size",
+    "train_tokenizer",
+]
