@@ -86,12 +86,19 @@ def _sampling_params(args: argparse.Namespace):
             seed=args.seed,
         )
     except ValueError as error:
-        raise RepolmError(str(error)) from None
+        # "top_p must be in (0, 1], got 0.0" -> "--top-p must be ...": name the option the user typed
+        message = str(error)
+        field = message.split(" ", 1)[0]
+        if field in vars(args):
+            message = "--" + field.replace("_", "-") + message[len(field) :]
+        raise RepolmError(message) from None
 
 
 def _read_text(path: str, option: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        # newline="": the text as it is in the file; CRLF line ends are part of a prompt and of a file to infill
+        with open(path, encoding="utf-8", newline="") as file:
+            return file.read()
     except FileNotFoundError:
         raise RepolmError(f"{option} {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -135,6 +142,8 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
     for path in args.input:
         if not Path(path).exists():
             raise RepolmError(f"--input {path}: no such file or folder")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise RepolmError(f"--output {args.output}: exists and is not a folder")
     if args.vocab_size < 300:
         raise RepolmError(f"--vocab-size {args.vocab_size} is too small; it must leave room above the 256 bytes")
     tokenizer = train_tokenizer(
@@ -191,13 +200,14 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from repolm.infer.engine import Engine
-    from repolm.infer.prompts import instruct_prompt
-    from repolm.infer.text import TextGenerator
-
     if (args.prompt is None) == (args.prompt_file is None):
         raise RepolmError("give exactly one of --prompt TEXT or --prompt-file F")
     prompt = args.prompt if args.prompt is not None else _read_text(args.prompt_file, "--prompt-file")
+
+    from repolm.infer.engine import Engine  # imports torch (~1 s): after the checks that need no model
+    from repolm.infer.prompts import instruct_prompt
+    from repolm.infer.text import TextGenerator
+
     params = _sampling_params(args)
     model, tokenizer = _load_model_and_tokenizer(args)
     generator = TextGenerator(Engine(model), tokenizer)

@@ -9,6 +9,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from repolm.hf_folder import config_to_hf
 from repolm.infer.engine import Engine
 from repolm.infer.sampling import SamplingParams, filter_top_k, filter_top_p, sample_next_token
 from repolm.model import ModelConfig, build_model
@@ -28,20 +29,8 @@ def _pair(num_kv_heads: int, rope_scaling_factor: float) -> tuple:
         initializer_range=0.05,
     )
     ours = build_model(config, seed=1)
-    rope_scaling = {"type": "linear", "factor": rope_scaling_factor} if rope_scaling_factor != 1 else None
-    hf_config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=num_kv_heads,
-        rope_theta=config.rope_theta,
-        rope_scaling=rope_scaling,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        pad_token_id=0,
-    )
+    hf_config = LlamaConfig(**{k: v for k, v in config_to_hf(config).items() if k != "architectures"})
+    hf_config.pad_token_id = 0
     hf_config._attn_implementation = "sdpa"
     reference = LlamaForCausalLM(hf_config).eval()
     state = {k if k == "lm_head.weight" else f"model.{k}": v for k, v in ours.state_dict().items()}

@@ -10,12 +10,15 @@ sentinel. BOS is prepended when the tokenizer adds BOS (as the released DeepSeek
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from repolm.errors import RepolmError
 from repolm.tokenizer import CodeTokenizer
 
 FimMode = Literal["psm", "spm"]
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def _bos(tokenizer: CodeTokenizer, add_bos: bool | None) -> list[int]:
@@ -51,16 +54,22 @@ def fim_prompt_ids(
 
 
 def split_at_cursor(text: str, line: int, column: int) -> tuple[str, str]:
-    """Split a file's text at a 1-based (line, column) cursor into (prefix, suffix), as editors count them."""
-    lines = text.splitlines(keepends=True)
-    if line < 1 or line > max(len(lines), 1) + (1 if text.endswith("\n") else 0):
-        raise RepolmError(f"--line {line} is outside the file (it has {len(lines)} lines)")
-    offset = sum(len(current) for current in lines[: line - 1])
-    current = lines[line - 1] if line - 1 < len(lines) else ""
-    width = len(current.rstrip("\r\n"))
-    if column < 1 or column > width + 1:
+    """Split a file's text at a 1-based (line, column) cursor into (prefix, suffix), as editors count them.
+
+    Lines end at LF, CRLF or CR (as in editors and the Language Server Protocol; not at the form feeds,
+    vertical tabs and Unicode separators that `str.splitlines` also breaks at). A text ending in a line break has
+    one more, empty, line. Columns count characters of the line without its line break; the last valid column
+    is one past the line's last character.
+    """
+    starts = [0] + [match.end() for match in _LINE_BREAK.finditer(text)]
+    if not 1 <= line <= len(starts):
+        raise RepolmError(f"--line {line} is outside the file (it has {len(starts)} lines)")
+    start = starts[line - 1]
+    line_break = _LINE_BREAK.search(text, start)
+    width = (line_break.start() if line_break else len(text)) - start
+    if not 1 <= column <= width + 1:
         raise RepolmError(f"--col {column} is outside line {line} (it has {width} characters)")
-    offset += column - 1
+    offset = start + column - 1
     return text[:offset], text[offset:]
 
 

@@ -36,10 +36,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        input_dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(input_dtype)
+        if x.dtype == torch.float32:  # one call instead of six; the same arithmetic
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        normalized = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return self.weight * normalized.to(x.dtype)  # the weight multiplies after the cast back, as in HF
 
 
 def rotary_inverse_frequencies(config: ModelConfig, device: torch.device | str | None = None) -> torch.Tensor:
@@ -52,17 +52,19 @@ def rotary_inverse_frequencies(config: ModelConfig, device: torch.device | str |
 def rotary_cos_sin(
     positions: torch.Tensor, inverse_frequencies: torch.Tensor, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables (B, T, head_dim) for integer positions (B, T), computed in float32."""
-    angles = positions[..., None].float() * inverse_frequencies  # (B, T, D/2)
-    angles = torch.cat((angles, angles), dim=-1)  # (B, T, D)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    """cos and signed sin tables (B, 1, T, head_dim) for integer positions (B, T), computed in float32.
+
+    The first half of the sin table is negated, so that rotating is x * cos + roll(x, D/2) * sin:
+    roll(x, D/2) = (x2, x1), and (-x2, x1) * (sin, sin) = (x2, x1) * (-sin, sin) (rotate-half layout).
+    """
+    angles = positions[:, None, :, None].float() * inverse_frequencies  # (B, 1, T, D/2)
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((-sin, sin), dim=-1).to(dtype)  # (B, 1, T, D) each
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (i, i + D/2) of x (B, H, T, D) by the angles whose cos/sin are (B, T, D)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # rotate_half
-    return x * cos[:, None] + rotated * sin[:, None]
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (i, i + D/2) of x (B, H, T, D) by the angles of `rotary_cos_sin` (B, 1, T, D)."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class KVCache:
@@ -245,7 +247,7 @@ class Transformer(nn.Module):
         if positions is None:
             positions = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
         x = self.embed_tokens(input_ids)  # (B, T, C)
-        cos, sin = rotary_cos_sin(positions, self.rotary_inverse_frequencies, x.dtype)  # (B, T, D) each
+        cos, sin = rotary_cos_sin(positions, self.rotary_inverse_frequencies, x.dtype)  # (B, 1, T, D) each
         for layer in self.layers:
             x = layer(x, cos, sin, attention_mask, kv_cache)
         if kv_cache is not None:
