@@ -21,7 +21,7 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from repolm.hf_folder import config_to_hf
+from repolm.hf_folder import config_to_hf, to_hf_state_dict
 from repolm.infer.engine import Engine
 from repolm.infer.sampling import SamplingParams
 from repolm.model import build_model, preset_config
@@ -33,8 +33,7 @@ def transformers_twin(model: torch.nn.Module) -> LlamaForCausalLM:
     hf_config._attn_implementation = "sdpa"
     with torch.device("meta"):
         twin = LlamaForCausalLM(hf_config)
-    state = {k if k == "lm_head.weight" else f"model.{k}": v for k, v in model.state_dict().items()}
-    twin.load_state_dict(state, strict=True, assign=True)
+    twin.load_state_dict(to_hf_state_dict(model), strict=True, assign=True)
     twin.model.rotary_emb.inv_freq = model.rotary_inverse_frequencies.clone()
     twin.model.rotary_emb.original_inv_freq = model.rotary_inverse_frequencies.clone()
     return twin.eval()

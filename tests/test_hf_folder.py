@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from repolm.errors import RepolmError
-from repolm.hf_folder import config_from_hf, config_to_hf, load_pretrained, read_config, save_pretrained
+from repolm.hf_folder import (
+    config_from_hf,
+    config_to_hf,
+    load_pretrained,
+    read_config,
+    save_pretrained,
+    to_hf_state_dict,
+)
 from repolm.model import ModelConfig, Transformer, build_model, preset_config
 
 transformers = pytest.importorskip("transformers")
@@ -285,7 +292,7 @@ def test_failed_save_leaves_existing_folder_untouched(tmp_path: Path, monkeypatc
 def write_bin_folder(model: Transformer, folder: Path, shards: int = 1) -> dict[str, torch.Tensor]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config_to_hf(model.config)))
-    state = {("" if k.startswith("lm_head") else "model.") + k: v.clone() for k, v in model.state_dict().items()}
+    state = {k: v.clone() for k, v in to_hf_state_dict(model).items()}
     if model.config.tie_word_embeddings:
         del state["lm_head.weight"]
     for layer in range(model.config.num_hidden_layers):  # old transformers saved the RoPE buffer

@@ -7,8 +7,10 @@ This module's job is to move a repolm `Transformer` in and out of the folder lay
   (`rope_theta` + `rope_scaling`) and the transformers-5 one (`rope_parameters`);
 - weights from `model.safetensors`, sharded safetensors (`model.safetensors.index.json`), or
   `pytorch_model.bin` (single or sharded, read only with `torch.load(weights_only=True, mmap=True)`);
-- HF tensor names are repolm names with a `model.` prefix (`lm_head.weight` is the same in both), and both
-  use the rotate-half RoPE layout, so conversion is a rename: no q/k permutation.
+- HF tensor names are repolm names with a `model.` prefix (`lm_head.weight` is the same in both), except that
+  repolm's fused `qkv_proj` and `gate_up_proj` are stored as HF's `q_proj`/`k_proj`/`v_proj` and
+  `gate_proj`/`up_proj` (`split_fused`, `join_fused`); both use the rotate-half RoPE layout, so there is no
+  q/k permutation.
 
 Loading checks everything it can from the file headers before reading any tensor data (architecture,
 missing/unexpected tensors, shapes, truncated files) and raises `RepolmError` with a one-line message naming
@@ -386,6 +388,56 @@ def _open_checkpoint(directory: Path) -> _Checkpoint:
     return _Checkpoint(description, entries, bin_state)
 
 
+# repolm keeps q/k/v and gate/up as one matrix each; HF folders store the parts (rows in this order)
+_FUSED_PARTS = {
+    "self_attn.qkv_proj.weight": ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+    "mlp.gate_up_proj.weight": ("mlp.gate_proj.weight", "mlp.up_proj.weight"),
+}
+
+
+def _part_rows(config: ModelConfig, fused_suffix: str) -> list[int]:
+    if fused_suffix.startswith("self_attn."):
+        q_rows = config.num_attention_heads * config.head_dim
+        kv_rows = config.num_key_value_heads * config.head_dim
+        return [q_rows, kv_rows, kv_rows]
+    return [config.intermediate_size, config.intermediate_size]
+
+
+def split_fused(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """repolm state dict -> the same with fused matrices split into HF's parts (views, no copies)."""
+    result: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        fused = next((f for f in _FUSED_PARTS if name.endswith("." + f)), None)
+        if fused is None:
+            result[name] = tensor
+            continue
+        prefix = name[: -len(fused)]  # "layers.3."
+        for part, rows in zip(_FUSED_PARTS[fused], tensor.split(_part_rows(config, fused), dim=0), strict=True):
+            result[prefix + part] = rows
+    return result
+
+
+def join_fused(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `split_fused`: concatenate HF's parts into repolm's fused matrices (empties `state`)."""
+    result: dict[str, torch.Tensor] = {}
+    for name in list(state):
+        if name not in state:  # already joined as a part of an earlier name
+            continue
+        fused = next((f for f, parts in _FUSED_PARTS.items() if any(name.endswith("." + p) for p in parts)), None)
+        if fused is None:
+            result[name] = state.pop(name)
+            continue
+        part = next(p for p in _FUSED_PARTS[fused] if name.endswith("." + p))
+        prefix = name[: -len(part)]
+        result[prefix + fused] = torch.cat([state.pop(prefix + p) for p in _FUSED_PARTS[fused]])
+    return result
+
+
+def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
+    """The model's tensors under Hugging Face `LlamaForCausalLM` names (views of the model's tensors)."""
+    return {_hf_name(name): t for name, t in split_fused(model.state_dict(), model.config).items()}
+
+
 def _repolm_name(hf_name: str) -> str:
     return hf_name.removeprefix(_HF_PREFIX)
 
@@ -491,7 +543,8 @@ def load_pretrained(
 
     # the model on the meta device: parameter shapes to check against, and a skeleton to assign tensors into
     model = build_model(config, device="meta", dtype=dtype or torch.float32, seed=None, initialize=False)
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    # checked in HF's layout: fused repolm matrices are compared part by part
+    expected = {name: tuple(tensor.shape) for name, tensor in split_fused(model.state_dict(), config).items()}
     plan = _plan(checkpoint, config, expected, source)
 
     file_dtype = _checkpoint_dtype(checkpoint, plan)
@@ -515,7 +568,7 @@ def load_pretrained(
         state[name] = tensor.to(device=device, dtype=dtype, copy=bool(checkpoint.bin_state))
     if config.tie_word_embeddings:
         state["lm_head.weight"] = state["embed_tokens.weight"]
-    model.load_state_dict(state, strict=True, assign=True)
+    model.load_state_dict(join_fused(state), strict=True, assign=True)
     del state
     if config.tie_word_embeddings:
         model.lm_head.weight = model.embed_tokens.weight
@@ -545,7 +598,7 @@ def _named_tensors(model: Transformer) -> list[tuple[str, torch.Tensor]]:
                 "tie them (model.lm_head.weight = model.embed_tokens.weight) before saving"
             )
     tensors = []
-    for name, tensor in model.state_dict().items():
+    for name, tensor in split_fused(model.state_dict(), model.config).items():
         if tied and name == "lm_head.weight":
             continue
         tensors.append((_hf_name(name), tensor))

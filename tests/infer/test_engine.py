@@ -9,7 +9,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from repolm.hf_folder import config_to_hf
+from repolm.hf_folder import config_to_hf, to_hf_state_dict
 from repolm.infer.engine import Engine
 from repolm.infer.sampling import SamplingParams, filter_top_k, filter_top_p, sample_next_token
 from repolm.model import ModelConfig, build_model
@@ -33,8 +33,7 @@ def _pair(num_kv_heads: int, rope_scaling_factor: float) -> tuple:
     hf_config.pad_token_id = 0
     hf_config._attn_implementation = "sdpa"
     reference = LlamaForCausalLM(hf_config).eval()
-    state = {k if k == "lm_head.weight" else f"model.{k}": v for k, v in ours.state_dict().items()}
-    reference.load_state_dict(state, strict=True)
+    reference.load_state_dict(to_hf_state_dict(ours), strict=True)
     return ours, reference
 
 

@@ -9,7 +9,9 @@ Notable features (DeepSeek-Coder paper, section 3.3):
   `torch.nn.functional.scaled_dot_product_attention`, which runs FlashAttention-2 kernels on CUDA;
 - SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
 
-Parameter names match Hugging Face `LlamaForCausalLM` minus the `model.` prefix, so conversion is a table.
+Parameter names follow Hugging Face `LlamaForCausalLM` minus the `model.` prefix, except that the q/k/v
+projections are one matrix (`qkv_proj`) and so are gate/up (`gate_up_proj`): fewer, larger matmuls, which
+matters most when decoding one token at a time. `repolm.hf_folder` splits and joins them.
 The model is built on any device, including `meta`; `init_weights()` then fills it (normal init with
 `initializer_range`, ones for norms) and `init_rotary_embeddings()` recomputes the RoPE frequencies.
 
@@ -116,9 +118,10 @@ class Attention(nn.Module):
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
-        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
+        # q, k and v projections in one matrix (rows: q heads, then k heads, then v heads): one matmul, not three
+        self.qkv_proj = nn.Linear(
+            config.hidden_size, (self.num_heads + 2 * self.num_kv_heads) * self.head_dim, bias=False
+        )
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=False)
 
     def forward(
@@ -130,9 +133,9 @@ class Attention(nn.Module):
         kv_cache: KVCache | None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        qkv = self.qkv_proj(x).view(B, T, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        q, k, v = qkv.transpose(1, 2).split([self.num_heads, self.num_kv_heads, self.num_kv_heads], dim=1)
+        # q (B, H, T, D); k, v (B, Hkv, T, D)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         past = 0
         if kv_cache is not None:
@@ -158,16 +161,16 @@ def _causal_mask(new_positions: int, past_positions: int, device: torch.device) 
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """SwiGLU: down(silu(gate(x)) * up(x)), with gate and up in one matrix (rows: gate, then up)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)  # (B, T, I) each
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
