@@ -110,6 +110,16 @@ def _read_text(path: Path) -> str:
         raise RepolmError(f"{path}: cannot read ({_one_line(error)})") from error
 
 
+def _read_optional_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`, or {} when the file does not exist."""
+    if not path.is_file():
+        return {}
+    values = _read_json(path)
+    if not isinstance(values, dict):
+        raise RepolmError(f"{path}: expected a JSON object")
+    return values
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(_read_text(path))
@@ -370,18 +380,8 @@ class CodeTokenizer:
         except Exception as error:  # tokenizers raises plain Exception for malformed pipelines
             raise RepolmError(f"{tokenizer_path}: cannot be loaded by tokenizers ({_one_line(error)})") from error
 
-        config: dict[str, Any] = {}
-        config_path = directory / TOKENIZER_CONFIG_FILE
-        if config_path.is_file():
-            config = _read_json(config_path)
-            if not isinstance(config, dict):
-                raise RepolmError(f"{config_path}: expected a JSON object")
-        special_tokens_map: dict[str, Any] = {}
-        map_path = directory / SPECIAL_TOKENS_MAP_FILE
-        if map_path.is_file():
-            special_tokens_map = _read_json(map_path)
-            if not isinstance(special_tokens_map, dict):
-                raise RepolmError(f"{map_path}: expected a JSON object")
+        config = _read_optional_json_object(directory / TOKENIZER_CONFIG_FILE)
+        special_tokens_map = _read_optional_json_object(directory / SPECIAL_TOKENS_MAP_FILE)
 
         def configured_token(name: str) -> str | None:
             return _token_content(config.get(name)) or _token_content(special_tokens_map.get(name))
@@ -398,7 +398,9 @@ class CodeTokenizer:
             add_bos_token = _post_processor_adds(tokenizer_json, bos_token)
         model_max_length = config.get("model_max_length", DEFAULT_MODEL_MAX_LENGTH)
         if not isinstance(model_max_length, int | float):
-            raise RepolmError(f"{config_path}: model_max_length must be a number, got {model_max_length!r}")
+            raise RepolmError(
+                f"{directory / TOKENIZER_CONFIG_FILE}: model_max_length must be a number, got {model_max_length!r}"
+            )
 
         loaded = cls(
             tokenizer,
