@@ -261,7 +261,7 @@ def test_untied_config_with_tied_tensors_refused(tmp_path: Path) -> None:
 
 
 def test_failed_save_leaves_existing_folder_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import repolm.hf_folder as hf_folder
+    import repolm.hf_folder.writing as hf_folder
 
     config = model_config("mha-odd-untied")
     folder = tmp_path / "model"
