@@ -6,8 +6,10 @@ Measures decode tokens/s (prefill excluded) with greedy decoding and a KV cache:
   must read every weight once, so tokens/s <= bandwidth / bytes of weights read per step. Bandwidth is
   measured here with the same kind of operation (a large matrix-vector product).
 
-Both systems share one set of weight tensors (no second copy). Run: `python benchmarks/bench_generate.py`
-(options: --skip-1.3b, --new-tokens N, --threads N, --json FILE).
+`small` also runs `Engine(compile=True)` (decode steps through torch.compile; compile time excluded, as a
+server pays it once). Both systems share one set of weight tensors (no second copy).
+Run: `python benchmarks/bench_generate.py` (options: --skip-1.3b, --no-compile, --new-tokens N, --threads N,
+--json FILE).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def time_ours(engine: Engine, prompts: list[list[int]], new_tokens: int, repeats
         engine.generate(prompts, SamplingParams(max_new_tokens=n))
         return time.perf_counter() - start
 
-    run(4)  # warm-up
+    run(new_tokens), run(1)  # warm-up (and, with compile=True, compile both cache-length buckets)
     return min((run(new_tokens) - run(1)) / (new_tokens - 1) for _ in range(repeats))
 
 
@@ -77,12 +79,15 @@ def matvec_bandwidth(bytes_: int = 1 << 30) -> float:
     return matrix.numel() * 4 / best
 
 
-def bench_preset(name: str, batches: list[int], new_tokens: int, repeats: int, prompt_length: int) -> list[dict]:
+def bench_preset(
+    name: str, batches: list[int], new_tokens: int, repeats: int, prompt_length: int, compile: bool
+) -> list[dict]:
     config = preset_config(name)
     print(f"\n{name}: {config.num_parameters / 1e6:.1f}M parameters, fp32", flush=True)
     model = build_model(config, seed=0)
     twin = transformers_twin(model)
     engine = Engine(model)
+    compiled = Engine(model, compile=True) if compile else None
     rows = []
     for batch in batches:
         generator = torch.Generator().manual_seed(batch)
@@ -96,12 +101,16 @@ def bench_preset(name: str, batches: list[int], new_tokens: int, repeats: int, p
             transformers_tokens_per_s=batch / theirs,
             ratio=theirs / ours,
         )
-        rows.append(row)
-        print(
+        line = (
             f"  batch {batch}: repolm {row['repolm_tokens_per_s']:8.1f} tok/s   transformers "
-            f"{row['transformers_tokens_per_s']:8.1f} tok/s   ratio {row['ratio']:.2f}x",
-            flush=True,
+            f"{row['transformers_tokens_per_s']:8.1f} tok/s   ratio {row['ratio']:.2f}x"
         )
+        if compiled is not None:
+            ours_compiled = time_ours(compiled, prompts, new_tokens, repeats)
+            row.update(repolm_compiled_tokens_per_s=batch / ours_compiled, compiled_ratio=theirs / ours_compiled)
+            line += f"   | repolm compiled {batch / ours_compiled:8.1f} tok/s   ratio {theirs / ours_compiled:.2f}x"
+        rows.append(row)
+        print(line, flush=True)
     if "deepseek" in name:
         bandwidth = matvec_bandwidth()
         # per step every weight matrix is read once, except the embedding table (one row per token)
@@ -114,7 +123,7 @@ def bench_preset(name: str, batches: list[int], new_tokens: int, repeats: int, p
             f"-> bound {bound:.2f} tok/s; repolm reaches {fraction:.0%} of it",
             flush=True,
         )
-    del model, twin, engine
+    del model, twin, engine, compiled
     return rows
 
 
@@ -123,6 +132,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per timed run for `small`")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-1.3b", dest="skip_large", action="store_true")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip Engine(compile=True)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -130,9 +140,9 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, python {sys.version.split()[0]}"
     )
-    results = bench_preset("small", [1, 8], args.new_tokens, repeats=3, prompt_length=32)
+    results = bench_preset("small", [1, 8], args.new_tokens, repeats=3, prompt_length=32, compile=args.compile)
     if not args.skip_large:
-        results += bench_preset("deepseek-coder-1.3b", [1], 8, repeats=2, prompt_length=16)
+        results += bench_preset("deepseek-coder-1.3b", [1], 8, repeats=2, prompt_length=16, compile=False)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

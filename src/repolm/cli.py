@@ -129,6 +129,9 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--compile", action="store_true", help="decode through torch.compile (pays a compile once; long outputs)"
+    )
     parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
 
 
@@ -210,7 +213,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     params = _sampling_params(args)
     model, tokenizer = _load_model_and_tokenizer(args)
-    generator = TextGenerator(Engine(model), tokenizer)
+    generator = TextGenerator(Engine(model, compile=args.compile), tokenizer)
     if args.instruct:
         ids = tokenizer.encode(instruct_prompt(tokenizer, prompt))  # the template writes BOS itself
         pieces = (delta.text for delta in generator.stream_ids([ids], params, args.stop or ()))
@@ -236,7 +239,7 @@ def cmd_infill(args: argparse.Namespace) -> None:
         prefix, suffix = args.prefix, args.suffix or ""
     params = _sampling_params(args)
     model, tokenizer = _load_model_and_tokenizer(args)
-    generator = TextGenerator(Engine(model), tokenizer)
+    generator = TextGenerator(Engine(model, compile=args.compile), tokenizer)
     _write_stream(generator.infill(prefix, suffix, params, mode=args.mode, stop_strings=args.stop or ()))
 
 

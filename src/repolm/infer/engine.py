@@ -11,6 +11,11 @@ How a batch runs:
 3. Decode steps feed one token per row. A row finishes at a stop id or at `max_new_tokens`; finished rows
    are dropped from the batch (the cache rows with them), so the batch only does live work.
 `stream` yields each step's new tokens as they come; `generate` collects them.
+
+With `Engine(model, compile=True)` decode steps run through `torch.compile` instead: every step has the same
+shapes (the cache is written at a slot index and attended over its full, bucketed length under a mask, and
+finished rows stay in the batch), so a graph is compiled once per batch size and length bucket and then
+replayed without Python overhead. The first request of a shape pays the compile time.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from repolm.infer.sampling import SamplingParams, sample_next_token
 from repolm.model.llama import KVCache, Transformer
 
 logger = logging.getLogger(__name__)
+
+FIXED_SHAPE_BUCKET = 64
+"""With `compile=True`, cache lengths are rounded up to a multiple of this, so requests share compiled graphs."""
 
 StopCondition = Callable[[int, list[int]], bool]
 """Called as stop(row, generated_ids) after each new token; True ends that row (e.g. a stop string)."""
@@ -43,10 +51,14 @@ class StepOutput:
 class Engine:
     """Generates continuations of token-id prompts with a `Transformer`."""
 
-    def __init__(self, model: Transformer) -> None:
+    def __init__(self, model: Transformer, compile: bool = False) -> None:
+        """`compile=True` runs decode steps through `torch.compile` with fixed shapes (see the module doc)."""
         self.model = model.eval()
         self.config = model.config
         self.device = model.embed_tokens.weight.device
+        self.compile = compile
+        # one compiled graph per (batch size, cache length bucket); the prefill stays eager
+        self._compiled_model = torch.compile(model, dynamic=False) if compile else None
 
     @torch.inference_mode()
     def stream(
@@ -70,6 +82,8 @@ class Engine:
         batch_size = len(prompts)
         prompt_length = max(len(p) for p in prompts)
         total_length = prompt_length + params.max_new_tokens
+        if self.compile:  # round up so that similar requests share one compiled graph
+            total_length = -(-total_length // FIXED_SHAPE_BUCKET) * FIXED_SHAPE_BUCKET
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=device).manual_seed(params.seed)
@@ -101,24 +115,33 @@ class Engine:
         logits = self.model(input_ids, positions, attention_mask, cache, last_position_only=True)[:, -1]  # (B, V)
         next_positions = positions[:, -1] + 1  # (B,)
 
-        rows = list(range(batch_size))  # original index of each live row
+        rows = list(range(batch_size))  # original index of each row in the batch
+        riding = set()  # fixed-shape mode: finished rows that stay in the batch, their tokens unused
+        slot_index = torch.arange(total_length, device=device)
         generated: list[list[int]] = [[] for _ in range(batch_size)]
         stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=device)
         for step in range(params.max_new_tokens):
             tokens = sample_next_token(logits, params, seen, generator)  # (B,)
             token_list = tokens.tolist()
             is_stop = torch.isin(tokens, stop_ids).tolist() if len(params.stop_token_ids) else [False] * len(rows)
-            finished_local = []
+            new_tokens, finished_local = {}, []
             for local, (row, token) in enumerate(zip(rows, token_list, strict=True)):
+                if row in riding:
+                    continue
                 generated[row].append(token)
+                new_tokens[row] = token
                 if is_stop[local] or (stop is not None and stop(row, generated[row])):
                     finished_local.append(local)
             last_step = step == params.max_new_tokens - 1
-            finished = list(range(len(rows))) if last_step else finished_local
-            yield StepOutput(tokens=dict(zip(rows, token_list, strict=True)), finished=[rows[i] for i in finished])
+            finished = list(new_tokens) if last_step else [rows[i] for i in finished_local]
+            yield StepOutput(tokens=new_tokens, finished=finished)
             if last_step:
                 return
-            if finished_local:
+            if finished_local and self.compile:
+                riding.update(finished)
+                if len(riding) == len(rows):
+                    return
+            elif finished_local:
                 keep = [i for i in range(len(rows)) if i not in set(finished_local)]
                 if not keep:
                     return
@@ -133,11 +156,18 @@ class Engine:
                 padded = padded and not bool(key_valid[:, :prompt_length].all())
             if seen is not None:
                 seen.scatter_(1, tokens[:, None], True)
-            # one decode step: each live row feeds its new token at its own position
-            step_mask = None
-            if padded:
-                step_mask = key_valid[:, None, None, : cache.length + 1]  # (B, 1, 1, S)
-            logits = self.model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]  # (B, V)
+            # one decode step: each row feeds its new token at its own position
+            if self.compile:
+                # fixed shapes: write at slot `length`, attend over all slots, mask the unwritten and padding
+                cache.slot = slot_index[cache.length : cache.length + 1]
+                step_mask = (key_valid & (slot_index <= cache.length))[:, None, None, :]  # (B, 1, 1, S_max)
+                logits = self._compiled_model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]
+                cache.length += 1
+            else:
+                step_mask = None
+                if padded:
+                    step_mask = key_valid[:, None, None, : cache.length + 1]  # (B, 1, 1, S)
+                logits = self.model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]  # (B, V)
             next_positions = next_positions + 1
 
     def generate(

@@ -74,6 +74,12 @@ class KVCache:
 
     All rows share one write position (`length`): prompts are left-padded to a common length, and padding
     is excluded through the attention mask. Tensors are (B, num_key_value_heads, max_length, head_dim).
+
+    Two ways to write. By default a forward writes at `length` and attends to the first `length + T` slots,
+    and `advance` moves `length` on. With `slot` set (a (T,) tensor of slot indices, moved on by the caller)
+    a forward writes there and attends to all `max_length` slots, the caller's mask hiding the unwritten
+    ones: every shape stays fixed from step to step, which is what `torch.compile` needs to compile a decode
+    step once.
     """
 
     def __init__(
@@ -89,9 +95,14 @@ class KVCache:
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
         self.max_length = max_length
         self.length = 0  # number of positions written so far (shared by all rows)
+        self.slot: torch.Tensor | None = None  # fixed-shape mode: where the next forward writes
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store new keys/values (B, Hkv, T, D) at the current position; return all keys/values so far."""
+        if self.slot is not None:
+            self.keys[layer].index_copy_(2, self.slot, keys)
+            self.values[layer].index_copy_(2, self.slot, values)
+            return self.keys[layer], self.values[layer]
         start, end = self.length, self.length + keys.shape[2]
         if end > self.max_length:
             raise ValueError(f"KV cache overflow: {end} positions > max_length {self.max_length}")
@@ -101,7 +112,8 @@ class KVCache:
 
     def advance(self, num_positions: int) -> None:
         """Mark `num_positions` more positions as written (called once per forward, after all layers)."""
-        self.length += num_positions
+        if self.slot is None:  # with `slot` the caller keeps count (a compiled step must not touch ints)
+            self.length += num_positions
 
     def reorder(self, row_indices: torch.Tensor) -> None:
         """Keep only the given rows (e.g. drop finished sequences from the batch)."""
@@ -137,10 +149,9 @@ class Attention(nn.Module):
         q, k, v = qkv.transpose(1, 2).split([self.num_heads, self.num_kv_heads, self.num_kv_heads], dim=1)
         # q (B, H, T, D); k, v (B, Hkv, T, D)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        past = 0
         if kv_cache is not None:
-            past = kv_cache.length
-            k, v = kv_cache.write(self.layer_index, k, v)  # (B, Hkv, past + T, D)
+            k, v = kv_cache.write(self.layer_index, k, v)  # (B, Hkv, S, D): S = cached + T (or all slots)
+        past = k.shape[2] - T
         # causal masking: a fresh sequence uses the kernel's own causal mask; a single new token sees all
         # cached positions; otherwise the caller (or _causal_mask below) supplies an explicit mask
         is_causal = attention_mask is None and past == 0 and T > 1
@@ -246,8 +257,8 @@ class Transformer(nn.Module):
             last_position_only: return logits of the last position only (B, 1, V), as generation needs.
         """
         B, T = input_ids.shape
-        past = kv_cache.length if kv_cache is not None else 0
         if positions is None:
+            past = kv_cache.length if kv_cache is not None else 0
             positions = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
         x = self.embed_tokens(input_ids)  # (B, T, C)
         cos, sin = rotary_cos_sin(positions, self.rotary_inverse_frequencies, x.dtype)  # (B, 1, T, D) each
