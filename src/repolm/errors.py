@@ -6,6 +6,13 @@ field or option at fault. The CLI prints it as `error: <message>` and exits with
 traceback. Anything else that escapes is a bug in repolm and keeps its traceback.
 """
 
+from __future__ import annotations
+
 
 class RepolmError(Exception):
     """An error in the user's input; the message names what is wrong and where."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (for `RepolmError` messages that quote a library's error)."""
+    return " ".join(str(error).split()) or type(error).__name__

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from repolm.errors import RepolmError
-from repolm.hf_folder.files import CONFIG_NAME, _existing_folder, _one_line, _read_json
+from repolm.errors import RepolmError, one_line
+from repolm.hf_folder.files import CONFIG_NAME, _existing_folder, _read_json
 from repolm.model import ModelConfig
 
 logger = logging.getLogger(__package__)  # one logger for the package: "repolm.hf_folder"
@@ -126,7 +126,7 @@ def config_from_hf(values: dict, source: str) -> ModelConfig:
             pad_token_id=_token_id(values, "pad_token_id", source),
         )
     except ValueError as error:
-        raise RepolmError(f"{source}: {_one_line(error)}") from error
+        raise RepolmError(f"{source}: {one_line(error)}") from error
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -1,6 +1,6 @@
 """The files of a Hugging Face model folder: their names, and the helpers the package's modules share.
 
-`_existing_folder` checks the folder, `_read_json` reads its JSON files and `_one_line` puts an error on one line.
+`_existing_folder` checks the folder and `_read_json` reads its JSON files.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from repolm.errors import RepolmError
+from repolm.errors import RepolmError, one_line
 
 CONFIG_NAME = "config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -20,21 +20,17 @@ PYTORCH_NAME = "pytorch_model.bin"
 PYTORCH_INDEX_NAME = "pytorch_model.bin.index.json"
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _read_json(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RepolmError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise RepolmError(f"{path}: cannot read ({_one_line(error)})") from error
+        raise RepolmError(f"{path}: cannot read ({one_line(error)})") from error
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise RepolmError(f"{path}: invalid JSON ({_one_line(error)})") from error
+        raise RepolmError(f"{path}: invalid JSON ({one_line(error)})") from error
 
 
 def _existing_folder(directory: str | os.PathLike) -> Path:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from repolm.errors import RepolmError
+from repolm.errors import RepolmError, one_line
 from repolm.hf_folder.config import _dtype_name, read_config
 from repolm.hf_folder.files import (
     PYTORCH_INDEX_NAME,
@@ -32,7 +32,6 @@ from repolm.hf_folder.files import (
     SAFETENSORS_INDEX_NAME,
     SAFETENSORS_NAME,
     _existing_folder,
-    _one_line,
     _read_json,
 )
 from repolm.hf_folder.names import _hf_name, _repolm_name, join_fused, split_fused
@@ -75,13 +74,13 @@ def _read_safetensors_header(path: Path) -> dict[str, _Tensor]:
     except FileNotFoundError:
         raise RepolmError(f"{path}: weights file not found") from None
     except OSError as error:
-        raise RepolmError(f"{path}: cannot read ({_one_line(error)})") from error
+        raise RepolmError(f"{path}: cannot read ({one_line(error)})") from error
     try:
         header = json.loads(raw.decode("utf-8"))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
     except (UnicodeDecodeError, ValueError) as error:
-        raise RepolmError(f"{path}: corrupt safetensors header ({_one_line(error)})") from error
+        raise RepolmError(f"{path}: corrupt safetensors header ({one_line(error)})") from error
     header.pop("__metadata__", None)
     entries: dict[str, _Tensor] = {}
     data_end = 0
@@ -112,7 +111,7 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
-        raise RepolmError(f"{path}: cannot load PyTorch weights ({_one_line(error)})") from error
+        raise RepolmError(f"{path}: cannot load PyTorch weights ({one_line(error)})") from error
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
@@ -241,12 +240,12 @@ def _read_tensors(checkpoint: _Checkpoint, plan: dict[str, str]) -> Iterator[tup
             try:
                 file = stack.enter_context(safe_open(str(path), framework="pt", device="cpu"))
             except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-                raise RepolmError(f"{path}: corrupt safetensors file ({_one_line(error)})") from error
+                raise RepolmError(f"{path}: corrupt safetensors file ({one_line(error)})") from error
             for name in names:
                 try:
                     tensor = file.get_tensor(plan[name])
                 except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-                    raise RepolmError(f"{path}: cannot read tensor {plan[name]} ({_one_line(error)})") from error
+                    raise RepolmError(f"{path}: cannot read tensor {plan[name]} ({one_line(error)})") from error
                 yield name, tensor
 
 
@@ -270,7 +269,7 @@ def load_pretrained(
     try:
         device = torch.device(device)
     except RuntimeError as error:
-        raise RepolmError(f"invalid device {device!r} ({_one_line(error)})") from error
+        raise RepolmError(f"invalid device {device!r} ({one_line(error)})") from error
     checkpoint = _open_checkpoint(directory)
     source = str(directory)
 

@@ -1,8 +1,8 @@
 """Saving: write a `Transformer` as an HF `LlamaForCausalLM` folder, sharded and atomically (`save_pretrained`).
 
-Saving is atomic per file: a new folder is written under a temporary sibling name and renamed into place; in an
-existing folder every file is written under a temporary name and `os.replace`d, weights first and `config.json`
-last, and only model files are touched (a tokenizer saved in the same folder survives).
+Saving goes through `repolm.folder_writer.write_folder`: a new folder appears complete or not at all; in an existing
+folder every file is replaced atomically, weights first and `config.json` last, stale weight files of an earlier
+save are removed, and only model files are touched (a tokenizer saved in the same folder survives).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,13 +18,13 @@ import torch
 from safetensors.torch import save_file
 
 from repolm.errors import RepolmError
+from repolm.folder_writer import write_folder
 from repolm.hf_folder.config import _dtype_name, config_to_hf
 from repolm.hf_folder.files import (
     CONFIG_NAME,
     GENERATION_CONFIG_NAME,
     SAFETENSORS_INDEX_NAME,
     SAFETENSORS_NAME,
-    _one_line,
 )
 from repolm.hf_folder.names import _hf_name, split_fused
 from repolm.model import Transformer
@@ -70,20 +68,6 @@ def _shards(tensors: list[tuple[str, torch.Tensor]], dtype: torch.dtype, max_byt
         shards[-1].append((name, tensor))
         size += nbytes
     return shards
-
-
-def _fsync(path: Path) -> None:
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
-    try:
-        descriptor = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory
-    finally:
-        os.close(descriptor)
 
 
 def _write_json(data: dict) -> Callable[[Path], None]:
@@ -139,7 +123,7 @@ def save_pretrained(
 
     tensors = _named_tensors(model)
     shards = _shards(tensors, dtype, max_shard_bytes)
-    files: list[tuple[str, Callable[[Path], None]]] = []  # in the order they are put in place
+    files: list[tuple[str, Callable[[Path], None]]] = []  # (name, writer), written in this order
     if len(shards) == 1:
         files.append((SAFETENSORS_NAME, _write_shard(shards[0], dtype)))
     else:
@@ -160,53 +144,9 @@ def save_pretrained(
     files.append((GENERATION_CONFIG_NAME, _write_json(generation)))
     files.append((CONFIG_NAME, _write_json(config_to_hf(config, dtype))))
 
-    if directory.exists():
-        _replace_files(directory, files)
-    else:
-        _write_new_folder(directory, files)
+    def write_into(staging: Path) -> None:
+        for name, write in files:
+            write(staging / name)
+
+    write_folder(directory, write_into, owned=lambda name: bool(_WEIGHT_FILE.match(name)), last=(CONFIG_NAME,))
     logger.info("saved %s (%d weight file(s), %s)", directory, len(shards), _dtype_name(dtype))
-
-
-def _write_new_folder(directory: Path, files: list[tuple[str, Callable[[Path], None]]]) -> None:
-    """Write all files into a temporary sibling folder, then rename it to `directory`."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    temporary = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:12]}"
-    temporary.mkdir()  # plain mkdir: the folder gets the usual permissions (umask), unlike mkdtemp's 0700
-    try:
-        for name, write in files:
-            write(temporary / name)
-            _fsync(temporary / name)
-        _fsync(temporary)
-        try:
-            os.rename(temporary, directory)
-        except OSError as error:
-            raise RepolmError(f"{directory}: cannot move the saved model into place ({_one_line(error)})") from error
-        _fsync(directory.parent)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
-
-
-def _replace_files(directory: Path, files: list[tuple[str, Callable[[Path], None]]]) -> None:
-    """Write every file under a temporary name in `directory`, then `os.replace` each into place in order."""
-    token = uuid.uuid4().hex[:12]
-    temporaries = {name: directory / f".{name}.tmp-{token}" for name, _ in files}
-    try:
-        for name, write in files:
-            write(temporaries[name])
-            _fsync(temporaries[name])
-        new_names = set(temporaries)
-        stale = sorted(p for p in directory.iterdir() if _WEIGHT_FILE.match(p.name) and p.name not in new_names)
-        weight_names = [name for name in temporaries if _WEIGHT_FILE.match(name)]
-        for name in weight_names:
-            os.replace(temporaries[name], directory / name)
-        for path in stale:  # e.g. shards of an earlier, larger save: would shadow or confuse the new weights
-            logger.info("removing stale weights file %s", path)
-            path.unlink(missing_ok=True)
-        for name in temporaries:
-            if name not in weight_names:
-                os.replace(temporaries[name], directory / name)
-        _fsync(directory)
-    finally:
-        for path in temporaries.values():
-            path.unlink(missing_ok=True)

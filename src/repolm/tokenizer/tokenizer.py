@@ -14,9 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +25,8 @@ import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
-from repolm.errors import RepolmError
+from repolm.errors import RepolmError, one_line
+from repolm.folder_writer import write_folder
 from repolm.tokenizer.special_tokens import (
     BOS_TOKEN,
     EOS_TOKEN,
@@ -105,9 +103,9 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise RepolmError(f"{path}: not UTF-8 text ({_one_line(error)})") from error
+        raise RepolmError(f"{path}: not UTF-8 text ({one_line(error)})") from error
     except OSError as error:
-        raise RepolmError(f"{path}: cannot read ({_one_line(error)})") from error
+        raise RepolmError(f"{path}: cannot read ({one_line(error)})") from error
 
 
 def _read_optional_json_object(path: Path) -> dict[str, Any]:
@@ -124,11 +122,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(_read_text(path))
     except json.JSONDecodeError as error:
-        raise RepolmError(f"{path}: not valid JSON ({_one_line(error)})") from error
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+        raise RepolmError(f"{path}: not valid JSON ({one_line(error)})") from error
 
 
 def _token_content(value: Any) -> str | None:
@@ -296,9 +290,9 @@ class CodeTokenizer:
                 **{name: token for name, token in special_tokens.items() if token is not None},
             )
         except jinja2.exceptions.TemplateSyntaxError as error:
-            raise RepolmError(f"chat template is not valid Jinja: {_one_line(error)}") from error
+            raise RepolmError(f"chat template is not valid Jinja: {one_line(error)}") from error
         except jinja2.exceptions.TemplateError as error:
-            raise RepolmError(f"chat template rejected the messages: {_one_line(error)}") from error
+            raise RepolmError(f"chat template rejected the messages: {one_line(error)}") from error
 
     # -- HF folders -----------------------------------------------------------
 
@@ -306,27 +300,14 @@ class CodeTokenizer:
         """Write an HF tokenizer folder: tokenizer.json, tokenizer_config.json, special_tokens_map.json (and
         chat_template.jinja, the same template as in the config, when there is one).
 
-        A new folder appears complete or not at all (written to a temporary sibling, then renamed). Into an existing
+        Through `repolm.folder_writer.write_folder`: a new folder appears complete or not at all; into an existing
         folder (e.g. one that already holds model weights) each file is replaced atomically, other files are kept.
         """
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
-            self._write_files(staging)
-            if directory.exists():
-                if not directory.is_dir():
-                    raise RepolmError(f"cannot save tokenizer: {directory} exists and is not a folder")
-                if self.chat_template is None:
-                    (directory / CHAT_TEMPLATE_FILE).unlink(missing_ok=True)  # a stale template would be used
-                for staged in sorted(staging.iterdir()):
-                    os.replace(staged, directory / staged.name)
-                staging.rmdir()
-            else:
-                os.rename(staging, directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        if directory.exists() and not directory.is_dir():
+            raise RepolmError(f"cannot save tokenizer: {directory} exists and is not a folder")
+        # chat_template.jinja is "owned": saved without a template, a stale one is removed (transformers would use it)
+        write_folder(directory, self._write_files, owned=lambda name: name == CHAT_TEMPLATE_FILE)
         logger.info("saved tokenizer (%d ids) to %s", self.vocab_size, directory)
         return directory
 
@@ -378,7 +359,7 @@ class CodeTokenizer:
         try:
             tokenizer = Tokenizer.from_str(json.dumps(tokenizer_json))
         except Exception as error:  # tokenizers raises plain Exception for malformed pipelines
-            raise RepolmError(f"{tokenizer_path}: cannot be loaded by tokenizers ({_one_line(error)})") from error
+            raise RepolmError(f"{tokenizer_path}: cannot be loaded by tokenizers ({one_line(error)})") from error
 
         config = _read_optional_json_object(directory / TOKENIZER_CONFIG_FILE)
         special_tokens_map = _read_optional_json_object(directory / SPECIAL_TOKENS_MAP_FILE)
