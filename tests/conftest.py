@@ -67,11 +67,11 @@ def tiny_model_dir(small_tokenizer: CodeTokenizer, tmp_path_factory: pytest.Temp
     import torch
 
     from repolm.hf_folder import save_pretrained
-    from repolm.model import build_model, preset_config
+    from repolm.model import build_model, padded_vocab_size, preset_config
 
     config = preset_config(
         "tiny",
-        vocab_size=-(-len(small_tokenizer) // 64) * 64,
+        vocab_size=padded_vocab_size(len(small_tokenizer)),
         bos_token_id=small_tokenizer.bos_id,
         eos_token_id=small_tokenizer.eos_id,
         initializer_range=TINY_INITIALIZER_RANGE,

@@ -147,8 +147,6 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
             raise RepolmError(f"--input {path}: no such file or folder")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise RepolmError(f"--output {args.output}: exists and is not a folder")
-    if args.vocab_size < 300:
-        raise RepolmError(f"--vocab-size {args.vocab_size} is too small; it must leave room above the 256 bytes")
     tokenizer = train_tokenizer(
         args.input,
         vocab_size=args.vocab_size,
@@ -164,16 +162,15 @@ def cmd_model_init(args: argparse.Namespace) -> None:
     import torch
 
     from repolm.hf_folder import save_pretrained
-    from repolm.model import build_model, preset_config
+    from repolm.model import build_model, padded_vocab_size, preset_config
     from repolm.tokenizer import CodeTokenizer
 
     overrides = {}
     tokenizer = None
     if args.tokenizer:
         tokenizer = CodeTokenizer.load(args.tokenizer)
-        # embeddings cover every tokenizer id, padded to a multiple of 64 as DeepSeek-Coder's 32256
         overrides = dict(
-            vocab_size=-(-len(tokenizer) // 64) * 64, bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id
+            vocab_size=padded_vocab_size(len(tokenizer)), bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id
         )
     try:
         config = preset_config(args.preset, **overrides)
@@ -189,16 +186,9 @@ def cmd_model_init(args: argparse.Namespace) -> None:
 def cmd_model_info(args: argparse.Namespace) -> None:
     import json
 
-    from repolm.hf_folder import config_from_hf
+    from repolm.hf_folder import read_config
 
-    path = Path(args.model) / "config.json"
-    if not path.is_file():
-        raise RepolmError(f"{path}: no such file (is {args.model} a model folder?)")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise RepolmError(f"{path}: invalid JSON ({error})") from None
-    config = config_from_hf(values, str(path))
+    config = read_config(args.model)
     print(json.dumps({"parameters": config.num_parameters, **config.to_dict()}, indent=2))
 
 

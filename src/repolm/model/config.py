@@ -163,6 +163,11 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def padded_vocab_size(num_token_ids: int, multiple: int = 64) -> int:
+    """Embedding rows for a tokenizer with `num_token_ids` ids: rounded up to `multiple`, as 32022 -> 32256."""
+    return -(-num_token_ids // multiple) * multiple
+
+
 def preset_config(name: str, **overrides) -> ModelConfig:
     """The named preset, with optional field overrides. Raises KeyError naming the known presets."""
     if name not in PRESETS:
