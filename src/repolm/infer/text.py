@@ -36,12 +36,23 @@ class _RowDecoder:
         self.ids: list[int] = []
         self.emitted = 0  # characters of the decoded text already released
         self.stopped = False
+        # ids[:settled_ids] decode to settled_text, which ends on a whole character: later ids cannot change it,
+        # so each token decodes only the ids after it instead of the whole row
+        self.settled_ids = 0
+        self.settled_text = ""
+
+    def _text(self) -> str:
+        """The decoded text of all ids so far."""
+        text = self.settled_text + self.tokenizer.decode(self.ids[self.settled_ids :])
+        if not text.endswith("\ufffd"):  # no incomplete multi-byte character at the end
+            self.settled_ids, self.settled_text = len(self.ids), text
+        return text
 
     def add(self, token: int) -> str:
         """Add a token; return the newly final text. Sets `stopped` when a stop string appears."""
         if token not in self.stop_ids:
             self.ids.append(token)
-        text = self.tokenizer.decode(self.ids)
+        text = self._text()
         cut = min((i for i in (text.find(s) for s in self.stop_strings) if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
@@ -64,7 +75,7 @@ class _RowDecoder:
         """The rest of the text at the end of generation (a held-back partial stop string is real text)."""
         if self.stopped:
             return ""
-        text = self.tokenizer.decode(self.ids)
+        text = self._text()
         delta = text[self.emitted :]
         self.emitted = len(text)
         return delta
