@@ -56,8 +56,11 @@ def _resolve_dtype(name: str, device):
     return dtypes[name]
 
 
-def _load_model_and_tokenizer(args: argparse.Namespace):
+def _load_generator(args: argparse.Namespace):
+    """The model folder's model and tokenizer (or --tokenizer's), as a `TextGenerator`."""
     from repolm.hf_folder import load_pretrained
+    from repolm.infer.engine import Engine
+    from repolm.infer.text import TextGenerator
     from repolm.tokenizer import CodeTokenizer
 
     device = _resolve_device(args.device)
@@ -69,7 +72,7 @@ def _load_model_and_tokenizer(args: argparse.Namespace):
             f"tokenizer {args.tokenizer or args.model} has {len(tokenizer)} ids but the model's vocab_size is "
             f"{model.config.vocab_size}"
         )
-    return model, tokenizer
+    return TextGenerator(Engine(model, compile=args.compile), tokenizer)
 
 
 def _sampling_params(args: argparse.Namespace):
@@ -197,14 +200,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
         raise RepolmError("give exactly one of --prompt TEXT or --prompt-file F")
     prompt = args.prompt if args.prompt is not None else _read_text(args.prompt_file, "--prompt-file")
 
-    from repolm.infer.engine import Engine  # imports torch (~1 s): after the checks that need no model
-    from repolm.infer.prompts import instruct_prompt
-    from repolm.infer.text import TextGenerator
+    from repolm.infer.prompts import instruct_prompt  # imports torch (~1 s): after the checks that need no model
 
     params = _sampling_params(args)
-    model, tokenizer = _load_model_and_tokenizer(args)
-    generator = TextGenerator(Engine(model, compile=args.compile), tokenizer)
+    generator = _load_generator(args)
     if args.instruct:
+        tokenizer = generator.tokenizer
         ids = tokenizer.encode(instruct_prompt(tokenizer, prompt))  # the template writes BOS itself
         pieces = (delta.text for delta in generator.stream_ids([ids], params, args.stop or ()))
     else:
@@ -213,9 +214,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_infill(args: argparse.Namespace) -> None:
-    from repolm.infer.engine import Engine
     from repolm.infer.prompts import split_at_cursor
-    from repolm.infer.text import TextGenerator
 
     if args.file is not None:
         if args.prefix is not None or args.suffix is not None:
@@ -228,8 +227,7 @@ def cmd_infill(args: argparse.Namespace) -> None:
             raise RepolmError("give --prefix TEXT (and --suffix TEXT), or --file F --line L --col C")
         prefix, suffix = args.prefix, args.suffix or ""
     params = _sampling_params(args)
-    model, tokenizer = _load_model_and_tokenizer(args)
-    generator = TextGenerator(Engine(model, compile=args.compile), tokenizer)
+    generator = _load_generator(args)
     _write_stream(generator.infill(prefix, suffix, params, mode=args.mode, stop_strings=args.stop or ()))
 
 

@@ -117,7 +117,7 @@ class Engine:
 
         rows = list(range(batch_size))  # original index of each row in the batch
         riding = set()  # fixed-shape mode: finished rows that stay in the batch, their tokens unused
-        slot_index = torch.arange(total_length, device=device)
+        slot_index = torch.arange(total_length, device=device) if self.compile else None
         generated: list[list[int]] = [[] for _ in range(batch_size)]
         stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=device)
         for step in range(params.max_new_tokens):
