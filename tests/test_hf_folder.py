@@ -118,8 +118,6 @@ def perturb(model: torch.nn.Module, seed: int) -> None:
 
 def repolm_model(config: ModelConfig, seed: int = 0) -> Transformer:
     model = build_model(config, seed=seed)
-    if config.tie_word_embeddings:  # build_model's to_empty unties shared parameters (reported)
-        model.lm_head.weight = model.embed_tokens.weight
     perturb(model, seed)
     return model.eval()
 
@@ -253,11 +251,12 @@ def test_tied_weights_saved_once(tmp_path: Path) -> None:
 
 def test_untied_config_with_tied_tensors_refused(tmp_path: Path) -> None:
     config = model_config("gqa-scaled-tied")
-    model = build_model(config)  # tie broken by build_model, and the two matrices differ
-    if model.lm_head.weight is not model.embed_tokens.weight:
-        with pytest.raises(ValueError, match="tie_word_embeddings"):
-            save_pretrained(model, tmp_path / "out")
-        assert not (tmp_path / "out").exists()
+    model = build_model(config)
+    # the config says tied, but the output projection is a separate matrix with other values
+    model.lm_head.weight = torch.nn.Parameter(model.embed_tokens.weight.detach() + 1.0)
+    with pytest.raises(ValueError, match="tie_word_embeddings"):
+        save_pretrained(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_failed_save_leaves_existing_folder_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

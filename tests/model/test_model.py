@@ -45,6 +45,13 @@ def test_cpu_preset_sizes() -> None:
     assert 6_500_000 <= preset_config("small").num_parameters <= 7_500_000
 
 
+def test_build_model_keeps_tied_embeddings_tied() -> None:
+    config = preset_config("tiny", tie_word_embeddings=True)
+    model = build_model(config, seed=0)
+    assert model.lm_head.weight is model.embed_tokens.weight
+    assert model.num_parameters() == config.num_parameters
+
+
 def test_unknown_preset_names_the_presets() -> None:
     with pytest.raises(KeyError) as caught:
         preset_config("nope")
