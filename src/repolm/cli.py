@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ logger = logging.getLogger("repolm")
 
 STAGES = """\
 stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer -> eval
+  data build        repositories -> filtered, dependency-ordered, deduplicated, decontaminated samples
   tokenizer train   train a byte-level BPE with DeepSeek-Coder's special tokens
   model init        build a model from a preset and save it as a Hugging Face folder
   model info        describe a model folder
@@ -235,6 +237,46 @@ def cmd_infill(args: argparse.Namespace) -> None:
 # parser
 
 
+def cmd_data_build(args: argparse.Namespace) -> None:
+    import os
+
+    from repolm.data.config import load_build_config
+    from repolm.data.pipeline import run_build
+    from repolm.data.records import KIND_CODE, KIND_CODE_TEXT, KIND_OTHER_TEXT
+    from repolm.data.sources import SourceConfig
+
+    overrides = {}
+    for option, key in (("tasks", "run.tasks"), ("workers", "run.workers"), ("executor", "run.executor")):
+        if getattr(args, option) is not None:
+            overrides[key] = getattr(args, option)
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.benchmarks is not None:
+        overrides["decontamination.benchmarks"] = args.benchmarks
+    if args.no_decontamination:
+        overrides["decontamination.enabled"] = False
+    config = load_build_config(args.config, overrides)
+    inputs = [(path, KIND_CODE) for path in args.input or ()]
+    inputs += [(path, KIND_CODE_TEXT) for path in args.code_text or ()]
+    inputs += [(path, KIND_OTHER_TEXT) for path in args.other_text or ()]
+    if inputs:
+        names: set[str] = {source.name for source in config.sources}
+        for path, kind in inputs:
+            # a source name is a word: "my repos.tar.gz" -> "my-repos"
+            base = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).name.split(".")[0]).strip("-") or "input"
+            name, number = base, 2
+            while name in names:
+                name, number = f"{base}-{number}", number + 1
+            names.add(name)
+            config.sources.append(SourceConfig(name=name, path=path, kind=kind))
+    if args.verbose:
+        os.environ["REPOLM_DATA_VERBOSE"] = "1"
+    output = run_build(config, args.output, overwrite=args.overwrite)
+    summary = output / "summary.md"
+    if summary.is_file():
+        print(summary.read_text(encoding="utf-8"), end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repolm",
@@ -247,6 +289,30 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
+
+    data = commands.add_parser("data", help="build repository-level training data")
+    data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    data_build = data_commands.add_parser(
+        "build", help="run (or resume) the repository-level data pipeline", parents=[common]
+    )
+    data_build.add_argument(
+        "--input",
+        action="append",
+        help="code: a repo folder, a folder of repos, a git repo, a .tar/.tar.gz/.zip, a JSONL/Parquet corpus "
+        "(repeatable; none: the source trees found on this machine)",
+    )
+    data_build.add_argument("--code-text", action="append", help="code-related text input (Markdown, docs)")
+    data_build.add_argument("--other-text", action="append", help="other natural-language text input")
+    data_build.add_argument("--config", help="YAML build config (sources, mixture, stage settings)")
+    data_build.add_argument("--output", required=True, help="build folder (resumed when it holds the same build)")
+    data_build.add_argument("--tasks", type=int, help="shards per stage (default 4; the output does not depend on it)")
+    data_build.add_argument("--workers", type=int, help="tasks at once (default: one per CPU core)")
+    data_build.add_argument("--executor", choices=["local", "ray", "slurm"], help="where tasks run (default local)")
+    data_build.add_argument("--benchmarks", help="benchmark folder to decontaminate against")
+    data_build.add_argument("--no-decontamination", action="store_true", help="skip decontamination")
+    data_build.add_argument("--seed", type=int, help="seed of the dependency-order tie-breaking")
+    data_build.add_argument("--overwrite", action="store_true", help="start the build in --output again")
+    data_build.set_defaults(handler=cmd_data_build)
 
     tokenizer = commands.add_parser("tokenizer", help="train byte-level BPE tokenizers")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)

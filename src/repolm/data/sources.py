@@ -1,0 +1,705 @@
+"""Where repositories come from: folders, git repositories, archives, JSONL/Parquet corpora, the default corpus.
+
+A source is a `SourceConfig` (one mixture entry). Reading happens in two steps so that datatrove tasks can share the
+work: `list_units` lists cheap, picklable `SourceUnit`s in a fixed order (a folder, an archive, a JDK module inside
+src.zip, one JSONL file, ...), and `read_unit` turns one unit into `Repository` objects whose files are sorted by their
+POSIX repository-relative path.
+
+Formats ("auto" picks one from the path, see `detect_format`):
+- "repo": one folder, one repository (all files, except VCS internals and `__pycache__`).
+- "git": the files git tracks (`git ls-files -z`); untracked files are not read. If git fails, a plain walk.
+- "repos": every non-hidden subfolder (read as "git" when it holds `.git`) and every archive file is a repository.
+- "archive": .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz, .zip; a single common top folder is stripped.
+- "jsonl" (.jsonl, .jsonl.gz, .jsonl.zst, .json: one JSON object a line) and "parquet": rows with `repo`, `path` and
+  `content` (str, encoded UTF-8, or bytes), grouped by repo in first-appearance order. A folder gives one unit per file.
+  A unit holds one whole file in memory; a repository split across two files comes out as two repositories of the
+  same name (shard corpora by repository).
+- "stdlib", "jdk", "include", "npm", "perl": the real source found on this machine (`default_sources`).
+Repository names are "<source>" for a single repository and "<source>/<name>" otherwise.
+
+Reading never raises for a bad file: it becomes a `SourceFile` with `content=None` and `error="reason: detail"`.
+Reasons: "symlink" (never followed, so a symlink loop cannot hang), "special-file", "unreadable", "too-large" (the
+file is not read), "unsafe-path", "broken-member", "corrupt-archive", "corrupt-file", "malformed", "duplicate",
+"submodule". Problems of a whole JSONL/Parquet file or of one line or row go to a pseudo-repository named
+"<source>/<x.jsonl>" whose files are named "<x.jsonl:17>" (file name and line or row number). Bad configuration
+and missing paths raise `RepolmError` (`ensure_sources_exist` checks them all at the start of a run). Deciding which
+files are code is left to the later stages: binary files pass through as bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sysconfig
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from repolm.data.records import KIND_CODE, KINDS, Repository, SourceFile
+from repolm.errors import RepolmError, one_line
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("auto", "repo", "repos", "git", "archive", "jsonl", "parquet", "stdlib", "jdk", "include", "npm", "perl")
+MACHINE_FORMATS = ("stdlib", "jdk", "include", "npm", "perl")
+DEFAULT_MAX_FILE_BYTES = 1 << 20  # The Stack and StarCoderData drop files over about 1 MB
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json")
+PARQUET_SUFFIXES = (".parquet",)
+FORMAT_SUFFIXES = {"jsonl": JSONL_SUFFIXES, "parquet": PARQUET_SUFFIXES}
+# A folder holding one of these at its top is a repository (used by "auto" to tell a repo from a folder of repos);
+# a README also marks the subfolders of a folder of repos (a folder of repos may have a README of its own).
+REPOSITORY_MARKERS = frozenset(
+    {".git", "setup.py", "pyproject.toml", "setup.cfg", "package.json", "pom.xml", "build.gradle", "build.gradle.kts",
+     "Cargo.toml", "go.mod", "Makefile", "CMakeLists.txt", "configure.ac", "meson.build", "composer.json", "Gemfile",
+     "build.sbt", "mix.exs", "stack.yaml", "pubspec.yaml", "Package.swift"}
+)  # fmt: skip
+README_MARKERS = frozenset({"README", "README.md", "README.rst", "README.txt"})
+SKIPPED_DIRECTORY_NAMES = frozenset({".git", ".hg", ".svn", "__pycache__"})  # never read, at any depth
+GIT_TIMEOUT_SECONDS = 120
+UNSAFE_MEMBER = "unsafe-path: leaves the archive"
+
+# The default corpus. The stdlib leaves out third-party packages, compiled modules, build files and the test suites
+# (test/ is 17 MB of regression tests with deliberately broken files; the nested idle_test, tkinter/test,
+# lib2to3/tests, ... likewise), so it is the library code itself.
+STDLIB_SKIPPED_TOP_NAMES = frozenset({"site-packages", "dist-packages", "lib-dynload", "test", "__pycache__"})
+STDLIB_SKIPPED_TOP_PREFIX = "config-"  # config-3.11-x86_64-linux-gnu: Makefile, libpython.a
+STDLIB_SKIPPED_DIRECTORY_NAMES = frozenset({"test", "tests", "idle_test"})
+JVM_FOLDER = Path("/usr/lib/jvm")
+INCLUDE_FOLDER = Path("/usr/include")
+NPM_FOLDER = Path("/usr/lib/node_modules/npm")
+PERL_FOLDER = Path("/usr/share/perl")
+_SOURCE_NAME = re.compile(r"[^\s/\\<>]+")  # it prefixes repository names: no "/", no spaces
+
+
+@dataclass
+class SourceConfig:
+    """One input of the mixture.
+
+    Attributes:
+        name: unique name; it prefixes the names of the source's repositories (no "/", "\\", "<", ">", spaces).
+        path: the folder or file to read; None for a machine format ("stdlib", ...) means "find it on this machine".
+        kind: one of `KINDS` ("code", "code-text", "other-text").
+        format: one of `FORMATS`; "auto" detects it from the path.
+        weight: the mixture weight of this source within its kind (> 0).
+        max_file_bytes: files larger than this are not read (`SourceFile.error` = "too-large: N bytes").
+    """
+
+    name: str
+    path: str | None = None
+    kind: str = KIND_CODE
+    format: str = "auto"
+    weight: float = 1.0
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _SOURCE_NAME.fullmatch(self.name):
+            raise RepolmError(f"source {self.name!r}: a name must be non-empty, without '/', '\\', '<', '>', spaces")
+        where = f"source {self.name!r}"
+        if self.kind not in KINDS:
+            raise RepolmError(f"{where}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.format not in FORMATS:
+            raise RepolmError(f"{where}: format {self.format!r} is not one of {', '.join(FORMATS)}")
+        if self.path is None and self.format not in MACHINE_FORMATS:
+            raise RepolmError(f"{where}: path is required for format {self.format!r}")
+        if self.path is not None and (not isinstance(self.path, str) or not self.path):
+            raise RepolmError(f"{where}: path must be a non-empty string")
+        weight_ok = isinstance(self.weight, (int, float)) and not isinstance(self.weight, bool)
+        if not weight_ok or not math.isfinite(self.weight) or self.weight <= 0:
+            raise RepolmError(f"{where}: weight must be a number > 0, got {self.weight!r}")
+        if isinstance(self.max_file_bytes, bool) or not isinstance(self.max_file_bytes, int) or self.max_file_bytes < 1:
+            raise RepolmError(f"{where}: max_file_bytes must be an integer >= 1, got {self.max_file_bytes!r}")
+
+
+@dataclass(frozen=True)
+class SourceUnit:
+    """One piece of work: yields one repository (folders, archives, a JDK module) or many (a JSONL/Parquet file).
+
+    Attributes:
+        source: the name of the `SourceConfig` it belongs to.
+        reader: how to read it: "folder", "folder-top" (only the files at the folder's top), "git", "archive",
+            "zip-prefix" (the members of a zip under a prefix), "jsonl" or "parquet".
+        locator: the folder or file path; for "zip-prefix", "<zip path>::<member prefix>".
+        repo: the repository name for single-repository units; "" for corpus files (names come from the rows).
+        skipped_directories: directory names not read at any depth, besides `SKIPPED_DIRECTORY_NAMES`.
+    """
+
+    source: str
+    reader: str
+    locator: str
+    repo: str = ""
+    skipped_directories: tuple[str, ...] = ()
+
+
+def _has_suffix(path: Path | str, suffixes: Sequence[str]) -> bool:
+    return str(path).lower().endswith(tuple(suffixes))
+
+
+def _archive_stem(name: str) -> str:
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _visible_entries(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as entries:
+        return sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda entry: entry.name)
+
+
+def _is_real_dir(entry: os.DirEntry) -> bool:
+    return entry.is_dir(follow_symlinks=False)
+
+
+def _looks_like_repository(folder: Path, markers: frozenset[str] = REPOSITORY_MARKERS) -> bool:
+    try:
+        return any(name in markers for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
+def detect_format(path: Path) -> str:
+    """The format "auto" resolves to for an existing path (raises `RepolmError` when nothing fits).
+
+    A file: by suffix ("archive", "jsonl", "parquet"). A folder: "git" if it holds `.git`; "repo" if it holds a
+    repository marker (`REPOSITORY_MARKERS`); "jsonl"/"parquet" if it holds only corpus files; "repos" if at least half
+    of its non-hidden subfolders and archives are repositories (an archive, or a marker or README inside); else "repo".
+    """
+    if path.is_file():
+        for found, suffixes in (("archive", ARCHIVE_SUFFIXES), *FORMAT_SUFFIXES.items()):
+            if _has_suffix(path, suffixes):
+                return found
+        raise RepolmError(f"{path}: cannot tell the format from the file name; set the source's format")
+    if (path / ".git").exists():
+        return "git"
+    if _looks_like_repository(path):
+        return "repo"
+    entries = _visible_entries(path)
+    files = [entry for entry in entries if entry.is_file(follow_symlinks=False)]
+    folders = [entry for entry in entries if _is_real_dir(entry)]
+    if files and not folders and all(_has_suffix(entry.name, JSONL_SUFFIXES + PARQUET_SUFFIXES) for entry in files):
+        return "jsonl" if any(_has_suffix(entry.name, JSONL_SUFFIXES) for entry in files) else "parquet"
+    archives = [entry for entry in files if _has_suffix(entry.name, ARCHIVE_SUFFIXES)]
+    candidates = len(folders) + len(archives)
+    markers = REPOSITORY_MARKERS | README_MARKERS
+    repositories = len(archives) + sum(_looks_like_repository(Path(entry.path), markers) for entry in folders)
+    if candidates and 2 * repositories >= candidates:
+        return "repos"
+    return "repo"
+
+
+# ----------------------------------------------------------------------------------------------- the default corpus
+
+
+def locate_stdlib() -> Path | None:
+    """The running Python's standard library folder."""
+    folder = Path(sysconfig.get_paths()["stdlib"])
+    return folder if folder.is_dir() else None
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(number) for number in re.findall(r"\d+", text))
+
+
+def locate_jdk_src_zip(jvm_folder: Path = JVM_FOLDER) -> Path | None:
+    """The newest readable `<jvm_folder>/*/lib/src.zip` (by the JDK folder name's version); dangling links skipped."""
+    found: dict[Path, Path] = {}
+    for candidate in sorted(jvm_folder.glob("*/lib/src.zip")):
+        try:
+            real = candidate.resolve(strict=True)
+            with zipfile.ZipFile(real):
+                pass
+        except (OSError, zipfile.BadZipFile, RuntimeError):
+            continue
+        found.setdefault(real, candidate)
+    if not found:
+        return None
+    return max(found.values(), key=lambda zip_path: (_version_key(zip_path.parent.parent.name), str(zip_path)))
+
+
+def locate_perl(perl_folder: Path = PERL_FOLDER) -> Path | None:
+    """The newest real `<perl_folder>/5.*` folder (symlinks such as 5.36 -> 5.36.0 resolved)."""
+    folders = {path.resolve() for path in perl_folder.glob("5.*") if path.is_dir()}
+    return max(folders, key=lambda path: (_version_key(path.name), str(path))) if folders else None
+
+
+def _locate(source: SourceConfig) -> Path:
+    """The path a source reads, found on this machine for machine formats with no path."""
+    if source.path is not None:
+        path = Path(source.path).expanduser()
+        if not path.exists():
+            raise RepolmError(f"source {source.name!r}: path {source.path} does not exist")
+        return path
+    found = {
+        "stdlib": locate_stdlib,
+        "jdk": locate_jdk_src_zip,
+        "include": lambda: INCLUDE_FOLDER if INCLUDE_FOLDER.is_dir() else None,
+        "npm": lambda: NPM_FOLDER if NPM_FOLDER.is_dir() else None,
+        "perl": locate_perl,
+    }[source.format]()
+    if found is None:
+        raise RepolmError(f"source {source.name!r}: no {source.format} source found on this machine")
+    return found
+
+
+def default_sources() -> tuple[list[SourceConfig], list[str]]:
+    """The local corpus found on this machine, and one note for each part that is absent.
+
+    stdlib (each top-level package a repository, the top-level modules one "stdlib/_modules"), the JDK src.zip (each
+    module a repository), /usr/include (each top-level folder a repository, the top-level headers "include/_top"), npm
+    (npm itself and each package of its node_modules), Perl core modules (each top-level folder a repository, the
+    top-level modules "perl/_modules").
+    """
+    wanted = [
+        ("stdlib", locate_stdlib(), f"no standard library folder at {sysconfig.get_paths()['stdlib']}"),
+        ("jdk", locate_jdk_src_zip(), f"no readable lib/src.zip under {JVM_FOLDER}"),
+        ("include", INCLUDE_FOLDER if INCLUDE_FOLDER.is_dir() else None, f"no {INCLUDE_FOLDER} folder"),
+        ("npm", NPM_FOLDER if NPM_FOLDER.is_dir() else None, f"no {NPM_FOLDER} folder"),
+        ("perl", locate_perl(), f"no {PERL_FOLDER}/5.* folder"),
+    ]
+    sources, notes = [], []
+    for name, path, absent in wanted:
+        if path is None:
+            notes.append(f"{name}: {absent} (skipped)")
+        else:
+            sources.append(SourceConfig(name=name, path=str(path), format=name))
+    for note in notes:
+        logger.info("default corpus: %s", note)
+    return sources, notes
+
+
+# -------------------------------------------------------------------------------------------------------- listing
+
+
+def ensure_sources_exist(sources: Sequence[SourceConfig]) -> None:
+    """The start-of-run check: names are unique, every path exists and its format can be read (else `RepolmError`)."""
+    seen: set[str] = set()
+    for source in sources:
+        if source.name in seen:
+            raise RepolmError(f"source {source.name!r}: the name is used twice")
+        seen.add(source.name)
+        _resolved_format(source, _locate(source))
+
+
+def _resolved_format(source: SourceConfig, path: Path) -> str:
+    resolved = detect_format(path) if source.format == "auto" else source.format
+    needs_folder = resolved in ("repo", "repos", "git", "stdlib", "include", "npm", "perl")
+    if needs_folder and not path.is_dir():
+        raise RepolmError(f"source {source.name!r}: format {resolved!r} needs a folder, {path} is not one")
+    if resolved in ("archive", "jdk") and not path.is_file():
+        raise RepolmError(f"source {source.name!r}: format {resolved!r} needs a file, {path} is not one")
+    return resolved
+
+
+def _top_level_units(
+    source: str,
+    folder: Path,
+    top_repo: str,
+    skip_top: Callable[[str], bool] = lambda name: False,
+    skipped: Sequence[str] = (),
+) -> list[SourceUnit]:
+    """Each real top-level folder of `folder` a repository, and its top-level files one repository `top_repo`."""
+    entries = _visible_entries(folder)
+    units = [
+        SourceUnit(source, "folder", entry.path, f"{source}/{entry.name}", tuple(sorted(skipped)))
+        for entry in entries
+        if _is_real_dir(entry) and not skip_top(entry.name)
+    ]
+    if any(not _is_real_dir(entry) for entry in entries):
+        units.append(SourceUnit(source, "folder-top", str(folder), f"{source}/{top_repo}"))
+    return units
+
+
+def _corpus_files(path: Path, suffixes: Sequence[str]) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(file for file in path.rglob("*") if file.is_file() and _has_suffix(file, suffixes))
+
+
+def list_units(source: SourceConfig) -> list[SourceUnit]:
+    """The source's units of work, in a deterministic (sorted) order. Raises `RepolmError` for a bad path or format."""
+    path = _locate(source)
+    resolved = _resolved_format(source, path)
+    name = source.name
+    if resolved in ("repo", "git"):
+        return [SourceUnit(name, "git" if resolved == "git" else "folder", str(path), name)]
+    if resolved == "archive":
+        return [SourceUnit(name, "archive", str(path), name)]
+    if resolved in ("jsonl", "parquet"):
+        auto_folder = source.format == "auto" and path.is_dir()
+        suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES if auto_folder else FORMAT_SUFFIXES[resolved]
+        return [
+            SourceUnit(name, "parquet" if _has_suffix(file, PARQUET_SUFFIXES) else "jsonl", str(file))
+            for file in _corpus_files(path, suffixes)
+        ]
+    if resolved == "repos":
+        units, taken = [], set()
+        for entry in _visible_entries(path):
+            if _is_real_dir(entry):
+                repo = entry.name
+            elif entry.is_file(follow_symlinks=False) and _has_suffix(entry.name, ARCHIVE_SUFFIXES):
+                repo = _archive_stem(entry.name) if _archive_stem(entry.name) not in taken else entry.name
+            else:
+                logger.info("source %r: %s is neither a folder nor an archive (ignored)", name, entry.path)
+                continue
+            taken.add(repo)
+            if not _is_real_dir(entry):
+                reader = "archive"
+            else:
+                reader = "git" if os.path.exists(os.path.join(entry.path, ".git")) else "folder"
+            units.append(SourceUnit(name, reader, entry.path, f"{name}/{repo}"))
+        return units
+    if resolved == "stdlib":
+        skip_top = lambda folder: folder in STDLIB_SKIPPED_TOP_NAMES or folder.startswith(STDLIB_SKIPPED_TOP_PREFIX)  # noqa: E731
+        return _top_level_units(name, path, "_modules", skip_top, STDLIB_SKIPPED_DIRECTORY_NAMES)
+    if resolved in ("include", "perl"):
+        return _top_level_units(name, path, "_top" if resolved == "include" else "_modules")
+    if resolved == "npm":
+        units = [SourceUnit(name, "folder", str(path), f"{name}/npm", ("node_modules",))]
+        packages = path / "node_modules"
+        if packages.is_dir():
+            for entry in _visible_entries(packages):
+                scoped = entry.name.startswith("@") and _is_real_dir(entry)
+                for package in _visible_entries(Path(entry.path)) if scoped else [entry]:
+                    if _is_real_dir(package):
+                        package_name = f"{entry.name}/{package.name}" if scoped else package.name
+                        units.append(SourceUnit(name, "folder", package.path, f"{name}/{package_name}"))
+        return units
+    # jdk: one unit per module, the first path component of the members (src.zip has no files at its top)
+    with zipfile.ZipFile(path) as archive:
+        modules = sorted({member.split("/", 1)[0] for member in archive.namelist() if "/" in member})
+    return [SourceUnit(name, "zip-prefix", f"{path}::{module}/", f"{name}/{module}") for module in modules]
+
+
+# -------------------------------------------------------------------------------------------------------- reading
+
+
+def read_unit(unit: SourceUnit, source: SourceConfig) -> Iterator[Repository]:
+    """The repositories of one unit, files sorted by path. Bad files become `SourceFile` errors, never exceptions."""
+    if unit.source != source.name:
+        raise RepolmError(f"unit of source {unit.source!r} read with the config of source {source.name!r}")
+    limit = source.max_file_bytes
+    if unit.reader in ("jsonl", "parquet"):
+        read_rows = _jsonl_rows if unit.reader == "jsonl" else _parquet_rows
+        counted = "line" if unit.reader == "jsonl" else "row"
+        yield from _group_rows(read_rows(Path(unit.locator)), Path(unit.locator).name, counted, source)
+        return
+    if unit.reader == "git":
+        files = _read_git(Path(unit.locator), limit)
+    elif unit.reader in ("folder", "folder-top"):
+        skipped = frozenset(unit.skipped_directories)
+        files = _walk_folder(Path(unit.locator), limit, skipped, top_only=unit.reader == "folder-top")
+    elif unit.reader == "archive":
+        files = _read_archive(Path(unit.locator), limit)
+    elif unit.reader == "zip-prefix":
+        zip_path, prefix = unit.locator.split("::", 1)
+        files = _read_zip(Path(zip_path), limit, prefix)
+    else:
+        raise RepolmError(f"unit {unit.locator}: unknown reader {unit.reader!r}")
+    yield Repository(name=unit.repo, source=source.name, kind=source.kind, files=sorted(files, key=_path_key))
+
+
+def _path_key(file: SourceFile) -> str:
+    return file.path
+
+
+def _display(name: str | bytes) -> str:
+    """A file name as text: UTF-8, with undecodable bytes shown as backslash escapes."""
+    return (name if isinstance(name, bytes) else os.fsencode(name)).decode("utf-8", "backslashreplace")
+
+
+def _error_name(error: BaseException) -> str:
+    return type(error).__name__
+
+
+def _read_regular_file(path: Path | str, relative: str, limit: int) -> SourceFile:
+    """Read one file without following a symlink and without blocking on a FIFO that replaced it."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as error:
+        if os.path.islink(path):
+            return SourceFile(relative, None, f"symlink: -> {_display(os.readlink(path))}")
+        return SourceFile(relative, None, f"unreadable: {_error_name(error)}")
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            return SourceFile(relative, None, f"special-file: {_special_kind(status.st_mode)}")
+        if status.st_size > limit:
+            return SourceFile(relative, None, f"too-large: {status.st_size} bytes")
+        try:
+            content = handle.read(limit + 1)
+        except OSError as error:
+            return SourceFile(relative, None, f"unreadable: {_error_name(error)}")
+    if len(content) > limit:  # it grew since fstat
+        return SourceFile(relative, None, f"too-large: over {limit} bytes")
+    return SourceFile(relative, content)
+
+
+def _special_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character-device"))
+    return next((name for test, name in kinds if test(mode)), "block-device" if stat.S_ISBLK(mode) else "other")
+
+
+def _walk_folder(root: Path, limit: int, skipped: frozenset[str], top_only: bool = False) -> list[SourceFile]:
+    """Every file under `root` (iteratively, symlinks never followed), or only its top-level files."""
+    files: list[SourceFile] = []
+    pending = [(root, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as error:
+            files.append(SourceFile(prefix.rstrip("/") or "<root>", None, f"unreadable: {_error_name(error)} (folder)"))
+            continue
+        for entry in entries:
+            relative = prefix + _display(entry.name)
+            try:
+                if entry.is_symlink():
+                    files.append(SourceFile(relative, None, f"symlink: -> {_display(os.readlink(entry.path))}"))
+                elif entry.is_dir(follow_symlinks=False):
+                    if not top_only and entry.name not in SKIPPED_DIRECTORY_NAMES and entry.name not in skipped:
+                        pending.append((Path(entry.path), relative + "/"))
+                elif entry.is_file(follow_symlinks=False):
+                    files.append(_read_regular_file(entry.path, relative, limit))
+                else:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                    files.append(SourceFile(relative, None, f"special-file: {_special_kind(mode)}"))
+            except OSError as error:
+                files.append(SourceFile(relative, None, f"unreadable: {_error_name(error)}"))
+    return files
+
+
+def _read_git(root: Path, limit: int) -> list[SourceFile]:
+    """The files git tracks in `root`; a plain walk (with a warning) when git is missing or fails."""
+    git = shutil.which("git")
+    command = [git or "git", "-c", "core.fsmonitor=false", "-C", str(root), "ls-files", "-z", "--cached"]
+    try:
+        if git is None:
+            raise FileNotFoundError("git is not installed")
+        completed = subprocess.run(command, capture_output=True, timeout=GIT_TIMEOUT_SECONDS)
+    except (OSError, subprocess.SubprocessError) as error:
+        logger.warning("git ls-files failed in %s (%s); reading the folder instead", root, one_line(error))
+        return _walk_folder(root, limit, frozenset())
+    if completed.returncode != 0:
+        detail = " ".join(completed.stderr.decode(errors="replace").split())
+        logger.warning("git ls-files failed in %s (%s); reading the folder instead", root, detail)
+        return _walk_folder(root, limit, frozenset())
+    listed = completed.stdout
+    files = []
+    real_root = os.path.realpath(root)
+    for raw in sorted(set(listed.split(b"\0")) - {b""}):
+        relative, full = _display(raw), os.path.join(os.fsencode(root), raw)
+        parent = os.path.realpath(os.path.dirname(full))
+        if parent != os.fsencode(real_root) and not parent.startswith(os.fsencode(real_root) + b"/"):
+            files.append(SourceFile(relative, None, "symlink: a parent folder is a symlink"))
+        elif os.path.isdir(full) and not os.path.islink(full):
+            files.append(SourceFile(relative, None, "submodule: not read"))
+        else:
+            files.append(_read_regular_file(full, relative, limit))
+    return files
+
+
+def _clean_member_path(name: str) -> str | None:
+    """An archive member name as a repository path, or None when it escapes the archive ("..")."""
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
+    return None if ".." in parts or not parts else "/".join(parts)
+
+
+def _strip_common_top(files: list[SourceFile]) -> list[SourceFile]:
+    """Remove the first path component when all members share it (the "<archive>" and unsafe entries aside)."""
+    members = [file for file in files if not file.path.startswith("<") and file.error != UNSAFE_MEMBER]
+    if members and len({file.path.split("/", 1)[0] for file in members}) == 1 and all("/" in f.path for f in members):
+        for file in members:
+            file.path = file.path.split("/", 1)[1]
+    return files
+
+
+def _read_archive(path: Path, limit: int) -> list[SourceFile]:
+    if _has_suffix(path, (".zip",)):
+        return _strip_common_top(_read_zip(path, limit, ""))
+    by_path: dict[str, SourceFile] = {}
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:  # reading member by member keeps what precedes a truncation
+                relative = _clean_member_path(member.name)
+                if member.isdir():
+                    continue
+                if relative is None:
+                    by_path[member.name] = SourceFile(_display(member.name), None, UNSAFE_MEMBER)
+                    continue
+                by_path[relative] = _tar_member(archive, member, relative, limit)
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as error:
+        by_path[f"<{path.name}>"] = SourceFile(f"<{path.name}>", None, f"corrupt-archive: {one_line(error)}")
+    return _strip_common_top(list(by_path.values()))
+
+
+def _tar_member(archive: tarfile.TarFile, member: tarfile.TarInfo, relative: str, limit: int) -> SourceFile:
+    if member.issym() or member.islnk():
+        return SourceFile(relative, None, f"symlink: -> {_display(member.linkname)}")
+    if not member.isreg():
+        kinds = ((member.isfifo(), "fifo"), (member.ischr(), "character-device"), (member.isblk(), "block-device"))
+        return SourceFile(relative, None, f"special-file: {next((kind for test, kind in kinds if test), 'other')}")
+    if member.size > limit:
+        return SourceFile(relative, None, f"too-large: {member.size} bytes")
+    handle = archive.extractfile(member)
+    content = handle.read() if handle is not None else None
+    if content is None or len(content) != member.size:
+        return SourceFile(relative, None, "broken-member: truncated")
+    return SourceFile(relative, content)
+
+
+def _read_zip(path: Path, limit: int, prefix: str) -> list[SourceFile]:
+    """The members of a zip under `prefix` (prefix stripped from their paths); the last of duplicate names wins."""
+    by_path: dict[str, SourceFile] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.is_dir() or not info.filename.startswith(prefix):
+                    continue
+                relative = _clean_member_path(info.filename[len(prefix) :])
+                if relative is None:
+                    by_path[info.filename] = SourceFile(_display(info.filename), None, UNSAFE_MEMBER)
+                    continue
+                by_path[relative] = _zip_member(archive, info, relative, limit)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        by_path[f"<{path.name}>"] = SourceFile(f"<{path.name}>", None, f"corrupt-archive: {one_line(error)}")
+    return list(by_path.values())
+
+
+def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, relative: str, limit: int) -> SourceFile:
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        target = archive.read(info)[:4096] if info.file_size <= 4096 else b"?"
+        return SourceFile(relative, None, f"symlink: -> {_display(target)}")
+    if info.file_size > limit:
+        return SourceFile(relative, None, f"too-large: {info.file_size} bytes")
+    try:
+        return SourceFile(relative, archive.read(info))
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as error:
+        return SourceFile(relative, None, f"broken-member: {_error_name(error)}: {one_line(error)}")
+
+
+# ---------------------------------------------------------------------------------------------- JSONL and Parquet
+
+# A row of a corpus file: (line or row number, the parsed object or None, an error for the whole line or file).
+Row = tuple[int, object, str | None]
+
+
+def _open_jsonl(path: Path) -> io.BufferedIOBase:
+    if _has_suffix(path, (".gz",)):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if _has_suffix(path, (".zst",)):
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    return open(path, "rb")
+
+
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    number = 0
+    try:
+        with _open_jsonl(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, json.loads(line), None
+                except (ValueError, RecursionError) as error:
+                    yield number, None, f"malformed: line {number} of {path.name}: {one_line(error)}"
+    except (OSError, EOFError, zlib.error, zstandard.ZstdError) as error:
+        yield number + 1, None, f"corrupt-file: {path.name} after line {number}: {one_line(error)}"
+
+
+def _parquet_rows(path: Path) -> Iterator[Row]:
+    import pyarrow as arrow
+    import pyarrow.parquet as parquet
+
+    try:
+        table_file = parquet.ParquetFile(path)
+    except (arrow.ArrowException, OSError) as error:
+        yield 0, None, f"corrupt-file: {path.name}: {one_line(error)}"
+        return
+    present = set(table_file.schema_arrow.names)
+    missing = [column for column in ("repo", "path", "content") if column not in present]
+    if missing:
+        yield 0, None, f"malformed: {path.name}: missing column {missing[0]!r}"
+        return
+    first_row = 1
+    for group in range(table_file.num_row_groups):
+        try:
+            batch = table_file.read_row_group(group, columns=["repo", "path", "content"]).to_pydict()
+        except (arrow.ArrowException, OSError) as error:
+            yield first_row, None, f"corrupt-file: {path.name}: row group {group}: {one_line(error)}"
+        else:
+            columns = zip(batch["repo"], batch["path"], batch["content"], strict=True)
+            for number, (repo, file_path, content) in enumerate(columns, start=first_row):
+                yield number, {"repo": repo, "path": file_path, "content": content}, None
+        first_row += table_file.metadata.row_group(group).num_rows
+
+
+def _row_problem(row: object) -> str | None:
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    for key in ("repo", "path", "content"):
+        if key not in row or row[key] is None:
+            return f"missing {key!r}"
+    for key in ("repo", "path"):
+        if not isinstance(row[key], str) or not row[key]:
+            return f"{key!r} is not a non-empty string"
+    if not isinstance(row["content"], (str, bytes)):
+        return "'content' is not a string"
+    return None
+
+
+def _add_row(repositories: dict[str, dict[str, SourceFile]], row: dict, limit: int) -> tuple[str, str] | None:
+    """Add a well-formed row to its repository; (reason, detail) when its path is unsafe or already seen."""
+    relative = _clean_member_path(row["path"])
+    if relative is None:
+        return "unsafe-path", repr(row["path"])
+    files = repositories.setdefault(row["repo"], {})
+    if relative in files:
+        return "duplicate", f"{row['repo']}/{relative} seen before"
+    content = row["content"]
+    data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
+    if len(data) > limit:
+        files[relative] = SourceFile(relative, None, f"too-large: {len(data)} bytes")
+    else:
+        files[relative] = SourceFile(relative, data)
+    return None
+
+
+def _group_rows(rows: Iterator[Row], file_name: str, counted: str, source: SourceConfig) -> Iterator[Repository]:
+    """Group rows by repo (first-appearance order); problems go to the pseudo-repository "<source>/<file name>".
+
+    `counted` names what the numbers count in error messages: "line" (JSONL) or "row" (Parquet).
+    """
+    repositories: dict[str, dict[str, SourceFile]] = {}
+    problems: list[SourceFile] = []
+    for number, row, error in rows:
+        problem = error or _row_problem(row)
+        if problem is None:
+            assert isinstance(row, dict)
+            problem = _add_row(repositories, row, source.max_file_bytes)
+            if problem is None:
+                continue
+            problem = f"{problem[0]}: {counted} {number} of {file_name}: {problem[1]}"
+        elif error is None:
+            problem = f"malformed: {counted} {number} of {file_name}: {problem}"
+        problems.append(SourceFile(f"<{file_name}:{number}>", None, problem))
+    for repo, files in repositories.items():
+        yield Repository(f"{source.name}/{repo}", source.name, source.kind, sorted(files.values(), key=_path_key))
+    if problems:
+        yield Repository(f"{source.name}/<{file_name}>", source.name, source.kind, problems)

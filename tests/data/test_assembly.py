@@ -1,0 +1,165 @@
+"""Repository samples: dependency order and path headers in the text, splitting at file boundaries, file-level
+samples for other languages, kinds, part numbering and determinism."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from repolm.data.assembly import AssemblyConfig, assemble_repository, file_block
+from repolm.data.config import load_build_config
+from repolm.data.records import KIND_CODE, KIND_CODE_TEXT, KIND_OTHER_TEXT, CodeFile
+from repolm.errors import RepolmError
+
+PYAPP = [
+    CodeFile("README.md", "# pyapp\n\nA tiny app.\n", "Markdown"),
+    CodeFile("pyapp/__init__.py", "from .core import run\n", "Python"),
+    CodeFile(
+        "pyapp/core.py", "from .util import helper\nfrom . import config\n\ndef run():\n    return helper()\n", "Python"
+    ),
+    CodeFile("pyapp/util.py", "import os\n\ndef helper():\n    return os.sep\n", "Python"),
+    CodeFile("pyapp/config.py", "DEFAULTS = {}", "Python"),  # no final line break
+    CodeFile("config.yaml", "name: pyapp\nversion: 1\n", "YAML"),
+    CodeFile("scripts/run.sh", "#!/bin/sh\npython -m pyapp\n", "Shell"),
+]
+
+
+def assemble(files: list[CodeFile], config: AssemblyConfig | None = None, kind: str = KIND_CODE, seed=0):
+    return assemble_repository("github/pyapp", "github", kind, files, config or AssemblyConfig(), seed=seed)
+
+
+def test_repository_sample_is_dependency_ordered_with_path_headers():
+    samples = assemble(PYAPP)
+    repository = samples[0]
+    assert repository.part == 0 and repository.kind == KIND_CODE and repository.source == "github"
+    assert set(repository.files) == {"pyapp/__init__.py", "pyapp/core.py", "pyapp/util.py", "pyapp/config.py"}
+    position = {path: index for index, path in enumerate(repository.files)}
+    assert position["pyapp/util.py"] < position["pyapp/core.py"] < position["pyapp/__init__.py"]
+    assert position["pyapp/config.py"] < position["pyapp/core.py"]
+    assert repository.languages == ["Python"] * 4
+    # each file: "# path" line, its text (a final line break added), one blank line before the next file
+    expected = "\n".join(file_block(next(file for file in PYAPP if file.path == path)) for path in repository.files)
+    assert repository.text == expected
+    assert "# pyapp/util.py\nimport os\n" in repository.text
+    assert "DEFAULTS = {}\n" in repository.text
+    assert repository.text.index("# pyapp/util.py") < repository.text.index("# pyapp/core.py")
+    for path in repository.files:
+        assert repository.text.count(f"# {path}\n") == 1
+
+
+def test_other_languages_become_file_level_samples_in_path_order():
+    samples = assemble(PYAPP)
+    assert [sample.files for sample in samples[1:]] == [["README.md"], ["config.yaml"], ["scripts/run.sh"]]
+    assert [sample.part for sample in samples] == [0, 1, 2, 3]
+    assert len({sample.sample_id for sample in samples}) == len(samples)
+    readme, yaml_file, shell = samples[1:]
+    assert readme.kind == KIND_CODE_TEXT  # prose in a code source is code-related text
+    assert yaml_file.kind == KIND_CODE and shell.kind == KIND_CODE
+    assert yaml_file.text == "# config.yaml\nname: pyapp\nversion: 1\n"
+    assert shell.text.startswith("# scripts/run.sh\n#!/bin/sh\n")
+    assert readme.text.endswith("# pyapp\n\nA tiny app.\n") and readme.languages == ["Markdown"]
+
+
+def test_prose_of_a_text_source_keeps_the_source_kind():
+    samples = assemble([CodeFile("notes.md", "Some notes.\n", "Markdown")], kind=KIND_OTHER_TEXT)
+    assert [(sample.kind, sample.part) for sample in samples] == [(KIND_OTHER_TEXT, 0)]
+
+
+def test_languages_without_comments_get_no_header():
+    samples = assemble([CodeFile("data/settings.json", '{"a": 1}\n', "JSON")])
+    assert samples[0].text == '{"a": 1}\n'
+
+
+def test_several_dependency_groups_and_languages_form_one_sample():
+    files = [
+        CodeFile("c/list.c", '#include "list.h"\nint f(void) { return 0; }\n', "C"),
+        CodeFile("c/list.h", "int f(void);\n", "C"),
+        CodeFile("java/App.java", "package app;\nclass App { Helper h; }\n", "Java"),
+        CodeFile("java/Helper.java", "package app;\nclass Helper {}\n", "Java"),
+        CodeFile("web/main.js", "import { x } from './x.js';\n", "JavaScript"),
+        CodeFile("web/x.js", "export const x = 1;\n", "JavaScript"),
+        CodeFile("alone.py", "print('alone')\n", "Python"),
+    ]
+    [sample] = assemble(files)
+    assert sorted(sample.files) == sorted(file.path for file in files)
+    order = sample.files
+    assert order.index("c/list.h") < order.index("c/list.c")
+    assert order.index("java/Helper.java") < order.index("java/App.java")
+    assert order.index("web/x.js") < order.index("web/main.js")
+    assert sample.languages == [next(file.language for file in files if file.path == path) for path in order]
+    # groups come in the order of their smallest path
+    assert order[0] == "alone.py" and order[1:3] == ["c/list.h", "c/list.c"]
+
+
+def test_long_repository_is_split_at_file_boundaries():
+    files = [CodeFile(f"pkg/m{index:02d}.py", f"VALUE_{index:02d} = {'1' * 80}\n", "Python") for index in range(20)]
+    whole = assemble(files)[0]
+    block_length = len(file_block(files[0]))
+    limit = 3 * block_length + 2 * len("\n")  # room for exactly three files and their separators
+    parts = assemble(files, AssemblyConfig(max_sample_chars=limit))
+    assert [len(part.files) for part in parts] == [3, 3, 3, 3, 3, 3, 2]
+    assert [part.part for part in parts] == list(range(7))
+    assert all(len(part.text) <= limit for part in parts)
+    assert [path for part in parts for path in part.files] == whole.files  # same order, cut at file boundaries
+    assert "\n".join(part.text for part in parts) == whole.text
+    for part in parts:
+        assert part.text.startswith("# pkg/m") and part.text.endswith("\n")
+
+
+def test_a_file_longer_than_the_limit_is_a_part_of_its_own():
+    files = [
+        CodeFile("a.py", "a = 1\n", "Python"),
+        CodeFile("big.py", "x = 1\n" * 100, "Python"),
+        CodeFile("c.py", "c = 1\n", "Python"),
+    ]
+    parts = assemble(files, AssemblyConfig(max_sample_chars=50))
+    assert sorted(len(part.files) for part in parts) == [1, 1, 1]
+    assert max(len(part.text) for part in parts) > 50
+    assert [len(part.files) for part in assemble(files, AssemblyConfig(max_sample_chars=0))] == [3]
+
+
+def test_assembly_is_deterministic_and_seeded_per_repository():
+    files = [CodeFile(f"m{index}.py", f"import m{(index + 1) % 6}\n", "Python") for index in range(6)]
+    files += [CodeFile(f"free{index}.py", "x = 1\n", "Python") for index in range(6)]
+    first = assemble(files, seed=7)
+    shuffled = files[:]
+    random.Random(3).shuffle(shuffled)
+    assert assemble(shuffled, seed=7) == first
+    other_seeds = {tuple(assemble(files, seed=seed)[0].files) for seed in range(12)}
+    assert len(other_seeds) > 1
+    renamed = assemble_repository("github/other", "github", KIND_CODE, files, AssemblyConfig(), seed=7)
+    assert renamed[0].repo == "github/other"
+
+
+def test_file_level_ablation_and_cycle_aware_switch():
+    samples = assemble(PYAPP, AssemblyConfig(repository_level=False))
+    assert [sample.files for sample in samples] == [[file.path] for file in sorted(PYAPP, key=lambda f: f.path)]
+    files = [
+        CodeFile("top.py", "import x\n", "Python"),
+        CodeFile("x.py", "import y\n", "Python"),
+        CodeFile("y.py", "import x\n", "Python"),
+    ]
+    for seed in range(20):
+        [sample] = assemble(files, AssemblyConfig(cycle_aware_order=True), seed=seed)
+        assert sample.files.index("top.py") > sample.files.index("x.py")
+
+
+def test_empty_repository_and_bad_input():
+    assert assemble([]) == []
+    with pytest.raises(RepolmError, match="unknown kind"):
+        assemble(PYAPP, kind="binary")
+    with pytest.raises(RepolmError, match="pyapp/util.py"):
+        assemble([*PYAPP, CodeFile("pyapp/util.py", "", "Python")])
+    with pytest.raises(RepolmError, match="max_sample_chars"):
+        AssemblyConfig(max_sample_chars=-1)
+
+
+def test_config_file_values_reach_the_assembly_settings(tmp_path):
+    config_path = tmp_path / "build.yaml"
+    config_path.write_text("assembly:\n  max_sample_chars: 5000\n  cycle_aware_order: true\n", encoding="utf-8")
+    config = load_build_config(config_path)
+    assert config.assembly == AssemblyConfig(max_sample_chars=5000, cycle_aware_order=True)
+    config_path.write_text("assembly:\n  max_sample_chars: -5\n", encoding="utf-8")
+    with pytest.raises(RepolmError, match="assembly.*max_sample_chars"):
+        load_build_config(config_path)
