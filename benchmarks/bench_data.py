@@ -1,4 +1,11 @@
-"""Data pipeline benchmarks. MinHash part: repolm's near-dedup core against datasketch, same files, same parameters.
+"""Data pipeline benchmarks: the whole `repolm data build` on the stdlib (MB/s), and repolm's MinHash near-dedup
+core against datasketch on the same files with the same parameters (speed ratio, precision/recall/F1).
+
+Pipeline part: `run_build` on the Python standard library as the default corpus reads it (each top-level package a
+repository, tests left out), every stage (screen, exact dedup, assembly, MinHash, output, summary), local executor,
+one task per CPU core; the figure is input MB over wall seconds, with the seconds of each stage.
+
+MinHash part:
 
 Corpus: every .py file of the running Python's stdlib (tests included, site-packages excluded; `--no-tests`
 drops `test/`, `tests/` and `idlelib/idle_test/`), plus planted near-duplicates: mutated copies of
@@ -37,10 +44,9 @@ from repolm.data.minhash import (
     WORD_PATTERN,
     DisjointSets,
     MinHashConfig,
-    candidate_probability,
     near_duplicate_clusters,
-    plant_near_duplicate,
 )
+from repolm.data.minhash_evaluation import candidate_probability, plant_near_duplicate
 
 TEST_FOLDERS = {"test", "tests", "idle_test"}
 JACCARD_TARGETS = [round(0.30 + 0.05 * step, 2) for step in range(14)]  # 0.30, 0.35, ..., 0.95
@@ -238,6 +244,37 @@ def datatrove_benchmark(documents: list[tuple[str, str]], working_folder: Path, 
     return seconds
 
 
+def pipeline_benchmark(working_folder: Path) -> dict:
+    """Runs the whole data build on the stdlib; returns its stats.json (input size, seconds per stage, MB/s)."""
+    from repolm.data.config import BuildConfig, RunConfig
+    from repolm.data.pipeline import run_build
+    from repolm.data.sources import SourceConfig
+
+    cores = os.cpu_count() or 1
+    config = BuildConfig(
+        sources=[SourceConfig(name="stdlib", format="stdlib")], run=RunConfig(tasks=cores, workers=cores)
+    )
+    start = time.perf_counter()
+    output = run_build(config, working_folder / "build", progress=False)
+    wall = time.perf_counter() - start
+    stats = json.loads((output / "stats.json").read_text())
+    stats["wall_seconds"] = wall
+    return stats
+
+
+def print_pipeline_table(stats: dict) -> None:
+    source = stats["input"]
+    megabytes = source["bytes"] / 1e6
+    print(f"whole pipeline (repolm data build, local executor, {os.cpu_count()} tasks) on the Python stdlib:")
+    print(f"  input: {source['repositories']} repositories, {source['files']} files, {megabytes:.1f} MB")
+    for name, seconds in stats["seconds"].items():
+        if name != "total":
+            print(f"  {name:10} {seconds:7.2f} s")
+    wall = stats["wall_seconds"]
+    print(f"  {'wall':10} {wall:7.2f} s  -> {megabytes / wall:.2f} MB/s (process start-up of every stage included)")
+    print()
+
+
 def print_minhash_table(report: dict) -> None:
     scope = "tests included" if report["include_tests"] else "without tests"
     print(f"MinHash near-dedup ({report['machine']})")
@@ -278,9 +315,16 @@ def main() -> None:
     parser.add_argument(
         "--datatrove", type=int, metavar="TASKS", default=0, help="also time the 4 datatrove stages with TASKS shards"
     )
+    parser.add_argument("--no-pipeline", action="store_true", help="skip the whole-pipeline run")
     arguments = parser.parse_args()
+    if not arguments.no_pipeline:
+        with tempfile.TemporaryDirectory() as folder:
+            pipeline_stats = pipeline_benchmark(Path(folder))
+        print_pipeline_table(pipeline_stats)
     report = minhash_benchmark(include_tests=not arguments.no_tests, planted=arguments.planted, seed=arguments.seed)
     print_minhash_table(report)
+    if not arguments.no_pipeline:
+        report["pipeline"] = pipeline_stats
     if arguments.datatrove:
         documents = load_stdlib_documents(not arguments.no_tests)
         with tempfile.TemporaryDirectory() as folder:

@@ -26,9 +26,9 @@ from repolm.data.minhash import (
     MinHashConfig,
     minhash_signature,
     near_duplicate_clusters,
-    plant_near_duplicate,
     shingle_hashes,
 )
+from repolm.data.minhash_evaluation import plant_near_duplicate
 from repolm.errors import RepolmError
 
 INPUT_FILES = 6

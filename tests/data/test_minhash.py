@@ -20,17 +20,19 @@ import pytest
 from repolm.data import minhash
 from repolm.data.minhash import (
     MinHashConfig,
-    candidate_probability,
     choose_survivor,
-    estimated_jaccard,
-    exact_jaccard,
     minhash_signature,
     minhash_signatures,
     near_duplicate_clusters,
     optimal_bands_rows,
-    plant_near_duplicate,
     shingle_hashes,
     signature_from_shingles,
+)
+from repolm.data.minhash_evaluation import (
+    candidate_probability,
+    estimated_jaccard,
+    exact_jaccard,
+    plant_near_duplicate,
     word_ngrams,
 )
 from repolm.errors import RepolmError

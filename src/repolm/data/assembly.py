@@ -4,7 +4,7 @@ DeepSeek-Coder (paper section 2.2) concatenates the dependency-ordered files of 
 sample, a comment with the file's path in front of each file; repository-level near-dedup then works on these
 samples, and languages without dependency parsing are deduplicated file by file (issue #43). Here:
 
-- files in `dependencies.DEPENDENCY_LANGUAGES` are ordered with the paper's Algorithm 1 (`dependency_order`, tie
+- files in `import_extraction.DEPENDENCY_LANGUAGES` are ordered with the paper's Algorithm 1 (`dependency_order`, tie
   breaking seeded by the build seed and the repository name) and all its sequences, one after the other, form one
   repository-level sample, split at file boundaries into parts when longer than `max_sample_chars`;
 - every other file (Markdown, JSON, YAML, Shell, HTML, ...) is a sample of its own, headed by its path too.
@@ -30,7 +30,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from repolm.data.dependencies import DEPENDENCY_LANGUAGES, dependency_order, resolve_dependencies
+from repolm.data.dependencies import resolve_dependencies
+from repolm.data.dependency_order import dependency_order
+from repolm.data.import_extraction import DEPENDENCY_LANGUAGES
 from repolm.data.languages import get_language, path_header
 from repolm.data.records import KIND_CODE, KIND_CODE_TEXT, KINDS, CodeFile, RepoSample
 from repolm.errors import RepolmError
@@ -58,7 +60,7 @@ class AssemblyConfig:
             Algorithm 1 to the letter: always the file with the fewest unplaced dependencies, which in a
             repository with a cycle can put files far from the cycle before their dependencies (measured: 1,638
             of 33,343 edges of the JDK's java.base, 116 of 844 of a glibc subset). Both give the same order on
-            repositories without cycles. See `dependencies.dependency_order`.
+            repositories without cycles. See `dependency_order.dependency_order`.
     """
 
     max_sample_chars: int = 1_000_000

@@ -47,6 +47,7 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
+from repolm.data import logs  # noqa: F401  (quiets datatrove's per-task console logs in every process)
 from repolm.data.minhash import (
     WORD_PATTERN,
     DisjointSets,

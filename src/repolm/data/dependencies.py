@@ -1,16 +1,14 @@
-"""File dependencies inside one repository, and the paper's Algorithm 1 order of its files.
+"""File dependencies inside one repository: which files of the repository each file imports.
 
 DeepSeek-Coder (paper section 2.2, Algorithm 1) parses only invocation relations between the files of a repository,
 with regular expressions (`import` in Python, `using` in C#, `#include` in C), and orders each weakly connected
-group of files so that a file's dependencies come before it: repeatedly take the unplaced file with the smallest
-current in-degree (ties at random), which also breaks cycles. Here:
+group of files so that a file's dependencies come before it (the ordering, Algorithm 1 itself, and the import cycles
+are in `repolm.data.dependency_order`). Here:
 
-- `extract_imports` finds a file's raw import targets (comments skipped; in Python strings too);
-  `extract_declarations` finds the package/namespace a Java, C# or PHP file declares, or a go.mod's module path.
+- `repolm.data.import_extraction` finds each file's raw import targets (`extract_imports`, comments skipped) and
+  the package/namespace it declares (`extract_declarations`).
 - `ImportResolver` maps each target to files of the same repository (indexes built once per repository, then one
   dict lookup per candidate name); `resolve_dependencies` gives every file's in-repository dependencies.
-- `dependency_order` is Algorithm 1 (heap with lazy entries, O((V+E) log V)), with an optional cycle-aware
-  variant; `dependency_cycles` lists the strongly connected components (iterative Tarjan) for reports.
 
 Resolution in short: Python relative imports from the package folder, absolute names against every package root
 (a folder without `__init__.py`); Java classes by package path suffix, wildcards and same-package names; C#
@@ -26,98 +24,27 @@ imports of packages outside the repository (those simply resolve to nothing).
 
 from __future__ import annotations
 
-import heapq
 import posixpath
-import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
+from repolm.data.import_extraction import (
+    _CSHARP_NAMESPACE,
+    _GO_MODULE,
+    _JAVA_PACKAGE,
+    _PHP_NAMESPACE,
+    DEPENDENCY_LANGUAGES,
+    _imports_in_code,
+    code_text,
+)
 from repolm.data.records import CodeFile
 
-# The paper's five languages (issue #43) and six more whose imports name files as plainly.
-DEPENDENCY_LANGUAGES = frozenset(
-    {"Python", "Java", "C#", "C", "C++", "JavaScript", "TypeScript", "Go", "Rust", "PHP", "Ruby"}
-)
 # Languages whose files may import each other (a C file includes C++ headers, a TypeScript file imports JavaScript).
 _FAMILY = {"C": "C", "C++": "C", "JavaScript": "JS", "TypeScript": "JS"}
 _JS_EXTENSIONS = (".ts", ".tsx", ".d.ts", ".js", ".jsx", ".mjs", ".cjs", ".mts", ".cts")
 
-# --- comments and strings: one scanner per language; comments are blanked, strings kept (Python: blanked too) ---
-# Unrolled loops (no lazy quantifiers, no groups) keep the scan at tens of MB/s.
-_LINE_COMMENT, _HASH_COMMENT = r"//[^\n]*", r"#[^\n]*"
-_BLOCK_COMMENT = r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/"
-_DOUBLE_QUOTED = r'"[^"\\\n]*(?:\\[\s\S][^"\\\n]*)*"'
-_SINGLE_QUOTED = r"'[^'\\\n]*(?:\\[\s\S][^'\\\n]*)*'"
-_BACKTICK_QUOTED = r"`[^`\\]*(?:\\[\s\S][^`\\]*)*`"
-_TRIPLE_QUOTED = r'"""[^"\\]*(?:(?:\\[\s\S]|"(?!""))[^"\\]*)*"""|' + r"'''[^'\\]*(?:(?:\\[\s\S]|'(?!''))[^'\\]*)*'''"
-_C_LIKE = (_DOUBLE_QUOTED, _SINGLE_QUOTED, _LINE_COMMENT, _BLOCK_COMMENT)
-_SCANNERS = {
-    language: re.compile("|".join(parts), re.M)
-    for language, parts in {
-        "Python": (_TRIPLE_QUOTED, _DOUBLE_QUOTED, _SINGLE_QUOTED, _HASH_COMMENT),
-        "Java": _C_LIKE,
-        "C#": _C_LIKE,
-        "C": _C_LIKE,
-        "C++": _C_LIKE,
-        "JavaScript": (*_C_LIKE, _BACKTICK_QUOTED),
-        "TypeScript": (*_C_LIKE, _BACKTICK_QUOTED),
-        "Go": (_DOUBLE_QUOTED, _BACKTICK_QUOTED, _LINE_COMMENT, _BLOCK_COMMENT),
-        "Rust": (_DOUBLE_QUOTED, _LINE_COMMENT, _BLOCK_COMMENT),  # no '...': lifetimes look like quotes
-        "PHP": (*_C_LIKE, _HASH_COMMENT),
-        "Ruby": (_DOUBLE_QUOTED, _SINGLE_QUOTED, _HASH_COMMENT, r"^=begin\b(?:[^\n]*\n)*?=end\b[^\n]*"),
-    }.items()
-}
-
-
-def _blank_comment(match: re.Match[str]) -> str:
-    text = match.group()
-    return text if text[0] in "\"'`" else "\n" * text.count("\n") or " "
-
-
-def _blank_all(match: re.Match[str]) -> str:
-    return "\n" * match.group().count("\n") or " "
-
-
-def code_text(text: str, language: str) -> str:
-    """The text with comments replaced by blanks (line breaks kept); Python strings are blanked as well."""
-    scanner = _SCANNERS.get(language)
-    if scanner is None:
-        return text
-    return scanner.sub(_blank_all if language == "Python" else _blank_comment, text)
-
-
-# --- import statements, matched on `code_text` -----------------------------------------------------------------
-_PY_IMPORT = re.compile(r"(?:^|;)[ \t]*import[ \t]+([\w. \t,]+)", re.M)
-_PY_FROM = re.compile(r"(?:^|;)[ \t]*from[ \t]+(\.*[\w.]*)[ \t]*import[ \t]*(\([^)]*\)|[\w*. \t,]+)", re.M)
-_JAVA_IMPORT = re.compile(r"^[ \t]*import[ \t]+(?:static[ \t]+)?([\w.]+(?:[ \t]*\.[ \t]*\*)?)[ \t]*;", re.M)
-_JAVA_PACKAGE = re.compile(r"^[ \t]*package[ \t]+([\w.]+)[ \t]*;", re.M)
-_CSHARP_USING = re.compile(
-    r"^[ \t]*(?:global[ \t]+)?using[ \t]+(?:static[ \t]+)?(?:\w+[ \t]*=[ \t]*)?([\w.]+)[ \t]*;", re.M
-)
-_CSHARP_NAMESPACE = re.compile(r"^[ \t]*namespace[ \t]+([\w.]+)", re.M)
-# Starts at the "#" (a literal first character the regex engine can search for fast); a line with more than blanks
-# in front of the "#" is dropped after the match.
-_C_INCLUDE = re.compile(r'#[ \t]*(?:include|include_next|import)[ \t]*(<[^>\n]+>|"[^"\n]+")')
-_JS_IMPORTS = re.compile(
-    r"""\bimport\s*(?:type\s+)?(?:[\w$*{}\s,]+?\s*from\s*)?["']([^"'\n]+)["']"""
-    r"""|\bexport\s*(?:type\s+)?[\w$*{}\s,]+?\s*from\s*["']([^"'\n]+)["']"""
-    r"""|\b(?:import|require)\s*\(\s*["'`]([^"'`\n]+)["'`]\s*\)"""
-)
-_GO_IMPORT = re.compile(r'^[ \t]*import[ \t]*(?:\(([^)]*)\)|(?:[\w.]+[ \t]+)?"([^"\n]+)")', re.M)
-_GO_MODULE = re.compile(r"^[ \t]*module[ \t]+\"?([^\s\"]+)", re.M)
-_QUOTED = re.compile(r"""["'`]([^"'`\n]*)["'`]""")
-_RUST_MOD = re.compile(r"^[ \t]*(?:pub(?:[ \t]*\([^)]*\))?[ \t]+)?mod[ \t]+(\w+)[ \t]*;", re.M)
-_RUST_USE = re.compile(r"^[ \t]*(?:pub(?:[ \t]*\([^)]*\))?[ \t]+)?use[ \t]+([^;]+);", re.M)
-_PHP_REQUIRE = re.compile(
-    r"""\b(?:require|include)(?:_once)?\b[ \t]*\(?[ \t]*"""
-    r"""((?:__DIR__|dirname[ \t]*\([ \t]*__FILE__[ \t]*\)|["'])[^;\n]*)"""
-)
-_PHP_USE = re.compile(r"^[ \t]*use[ \t]+(?:function[ \t]+|const[ \t]+)?([^;(]+);", re.M)
-_PHP_NAMESPACE = re.compile(r"^[ \t]*namespace[ \t]+([\w\\]+)[ \t]*[;{]", re.M)
-_RUBY_REQUIRE = re.compile(r"""(?:^|;)[ \t]*(require|require_relative|load)[ \t]*\(?[ \t]*["']([^"'\n]+)["']""", re.M)
-_ALIAS = re.compile(r"\s+as\s+\w+")
 # bytes.translate turns everything but ASCII letters, digits, "_", "$" and non-ASCII bytes into spaces: a word set
 # at C speed, several times faster than a regex findall.
 _WORD_BYTES = bytes(byte if chr(byte).isalnum() or byte in b"_$" or byte > 127 else 32 for byte in range(256))
@@ -131,101 +58,6 @@ def _words(code: str) -> set[bytes]:
 def _stem(path: str) -> bytes:
     """A file's name without extension, as UTF-8 bytes (the class/type a Java or C# file is named after)."""
     return posixpath.splitext(posixpath.basename(path))[0].encode("utf-8", "surrogatepass")
-
-
-def _names(group: str) -> list[str]:
-    """The first word of each comma-separated item (`a.b as c, d` -> a.b, d)."""
-    return [item.split()[0] for item in group.strip("() \t\n").split(",") if item.strip()]
-
-
-def _expand_braces(tree: str, separator: str) -> list[str]:
-    """Rust/PHP group imports: `a::{b, c::{d, self}}` -> a::b, a::c::d, a::c (aliases already removed)."""
-    brace = tree.find("{")
-    if brace < 0 or not tree.endswith("}"):
-        return [tree] if tree else []
-    head, body, parts, depth, start = tree[:brace], tree[brace + 1 : -1], [], 0, 0
-    for position, char in enumerate(body):
-        depth += (char == "{") - (char == "}")
-        if char == "," and depth == 0:
-            parts.append(body[start:position])
-            start = position + 1
-    parts.append(body[start:])
-    expanded = []
-    for part in parts:
-        for path in _expand_braces(part, separator):
-            expanded.append(head.rstrip(separator) if path == "self" else head + path)
-    return expanded
-
-
-def extract_imports(text: str, language: str) -> list[str]:
-    """Raw import targets of a file, in text order, in each language's own notation.
-
-    Python: dotted names with leading dots kept; `from a import b` gives "a.b" (the resolver falls back to "a"),
-    `from . import x` gives ".x". Java: "a.b.C", "a.b.C.m" (static), "a.b.*". C#: the used namespace or type.
-    C/C++: `"x.h"` as x.h, `<x.h>` as <x.h>. JavaScript/TypeScript: the module specifier. Go: the import path.
-    Rust: paths such as "crate::a::b", "super::x"; `mod x;` gives "self::x". PHP: include paths (with "./" in front
-    when built on __DIR__) and `use` class names "A\\B\\C". Ruby: `require` names; `require_relative` gets "./".
-    Languages outside `DEPENDENCY_LANGUAGES` give [].
-    """
-    return _imports_in_code(code_text(text, language), language) if language in DEPENDENCY_LANGUAGES else []
-
-
-def _imports_in_code(code: str, language: str) -> list[str]:
-    targets: list[str] = []
-    if language == "Python":
-        code = code.replace("\\\r\n", " ").replace("\\\n", " ")
-        found = [(m.start(), _names(m.group(1))) for m in _PY_IMPORT.finditer(code)]
-        for match in _PY_FROM.finditer(code):
-            module, names = match.group(1), _names(match.group(2))
-            joined = [module + ("" if module.endswith(".") or not module else ".") + name for name in names]
-            found.append(
-                (match.start(), [module if name == "*" else path for name, path in zip(names, joined, strict=True)])
-            )
-        targets = [name for _, names in sorted(found) for name in names]
-    elif language == "Java":
-        targets = [re.sub(r"\s", "", match) for match in _JAVA_IMPORT.findall(code)]
-    elif language == "C#":
-        targets = _CSHARP_USING.findall(code)
-    elif language in ("C", "C++"):
-        for match in _C_INCLUDE.finditer(code):
-            if not code[code.rfind("\n", 0, match.start()) + 1 : match.start()].strip(" \t"):
-                target = match.group(1)
-                targets.append(target if target[0] == "<" else target[1:-1])
-    elif language in ("JavaScript", "TypeScript"):
-        targets = [next(group for group in match if group) for match in _JS_IMPORTS.findall(code)]
-    elif language == "Go":
-        for group, single in _GO_IMPORT.findall(code):
-            targets.extend(_QUOTED.findall(group) if group else [single])
-    elif language == "Rust":
-        found = [(m.start(), ["self::" + m.group(1)]) for m in _RUST_MOD.finditer(code)]
-        for match in _RUST_USE.finditer(code):
-            tree = "".join(_ALIAS.sub("", match.group(1)).split())
-            found.append((match.start(), _expand_braces(tree, ":")))
-        targets = [name for _, names in sorted(found) for name in names]
-    elif language == "PHP":
-        found = []
-        for match in _PHP_REQUIRE.finditer(code):
-            path = "".join(_QUOTED.findall(match.group(1)))
-            if path and match.group(1)[0] not in "\"'":
-                path = "./" + path.lstrip("/")
-            found.append((match.start(), [path] if path else []))
-        for match in _PHP_USE.finditer(code):
-            for item in match.group(1).split(",") if "{" not in match.group(1) else [match.group(1)]:
-                tree = "".join(_ALIAS.sub("", item).split()).lstrip("\\")
-                found.append((match.start(), _expand_braces(tree, "\\")))
-        targets = [name for _, names in sorted(found) for name in names]
-    elif language == "Ruby":
-        for keyword, name in _RUBY_REQUIRE.findall(code):
-            relative = keyword == "require_relative" and not name.startswith((".", "/"))
-            targets.append("./" + name if relative else name)
-    return targets
-
-
-def extract_declarations(text: str, language: str) -> list[str]:
-    """The namespaces a file declares: Java `package`, C# `namespace` (file-scoped or block), PHP `namespace`;
-    for a go.mod file (language "Go"), its module path."""
-    pattern = {"Java": _JAVA_PACKAGE, "C#": _CSHARP_NAMESPACE, "PHP": _PHP_NAMESPACE, "Go": _GO_MODULE}.get(language)
-    return pattern.findall(code_text(text, language)) if pattern else []
 
 
 # --- resolution ---------------------------------------------------------------------------------------------------
@@ -593,125 +425,3 @@ def resolve_dependencies(files: list[CodeFile]) -> dict[str, set[str]]:
     """
     resolver = ImportResolver(files)
     return {file.path: resolver.dependencies(file.path) for file in files}
-
-
-# --- ordering -----------------------------------------------------------------------------------------------------
-def dependency_order(
-    paths: list[str], dependencies: Mapping[str, Iterable[str]], seed: str | int = 0, cycle_aware: bool = False
-) -> list[list[str]]:
-    """The paper's Algorithm 1: one sequence per weakly connected group of files, dependencies first.
-
-    An edge B->A is added when A depends on B (dependencies outside `paths` and on itself are ignored). Within a
-    group, the unplaced file with the smallest current in-degree is placed next and its successors' in-degrees
-    drop by one; taking the minimum rather than zero is what lets cycles through. Ties go to a seeded random
-    priority drawn for every file in sorted path order, so the result depends only on the graph and the seed, not
-    on the input order. Groups come in the order of their smallest path. O((V + E) log V).
-
-    Once no file of a group is free of unplaced dependencies (a cycle is left), the paper's rule may place any file
-    with the smallest count, one far from the cycle included, before its dependencies. `cycle_aware=True` first
-    requires all dependencies outside the file's own cycle (strongly connected component) to be placed, then
-    applies the same rule: every dependency then precedes its dependent unless both are in one cycle. On acyclic
-    graphs both give the same order.
-    """
-    nodes = sorted(set(paths))
-    position = {node: index for index, node in enumerate(nodes)}
-    edges = [
-        (position[dependency], target)
-        for target, dependent in enumerate(nodes)
-        for dependency in sorted(set(dependencies.get(dependent, ())))
-        if dependency in position and dependency != dependent
-    ]
-    component = list(range(len(nodes)))
-    if cycle_aware:
-        graph = {node: [] for node in nodes}
-        for source, target in edges:
-            graph[nodes[target]].append(nodes[source])
-        for number, cycle in enumerate(dependency_cycles(graph)):
-            for node in cycle:
-                component[position[node]] = len(nodes) + number
-    successors: list[list[int]] = [[] for _ in nodes]
-    in_degree, outside = [0] * len(nodes), [0] * len(nodes)  # outside: unplaced dependencies not in its own cycle
-    parent = list(range(len(nodes)))
-
-    def find(index: int) -> int:
-        while parent[index] != index:
-            parent[index] = parent[parent[index]]
-            index = parent[index]
-        return index
-
-    for source, target in edges:
-        successors[source].append(target)
-        in_degree[target] += 1
-        outside[target] += component[source] != component[target]
-        parent[find(source)] = find(target)
-    generator = random.Random(str(seed))
-    priority = [generator.random() for _ in nodes]
-    groups: dict[int, list[int]] = defaultdict(list)
-    for index in range(len(nodes)):  # nodes are sorted, so each group's first member is its smallest path
-        groups[find(index)].append(index)
-    placed = [False] * len(nodes)
-    sequences = []
-    for members in sorted(groups.values()):
-        heap = [(outside[index], in_degree[index], priority[index], index) for index in members]
-        heapq.heapify(heap)
-        sequence = []
-        while heap:
-            waiting, degree, _, index = heapq.heappop(heap)
-            if placed[index] or degree != in_degree[index] or waiting != outside[index]:
-                continue  # a stale entry: the file was placed, or its counts dropped since it was pushed
-            placed[index] = True
-            sequence.append(nodes[index])
-            for successor in successors[index]:
-                if not placed[successor]:
-                    in_degree[successor] -= 1
-                    outside[successor] -= component[index] != component[successor]
-                    heapq.heappush(heap, (outside[successor], in_degree[successor], priority[successor], successor))
-        sequences.append(sequence)
-    return sequences
-
-
-def dependency_cycles(dependencies: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """Strongly connected components of the dependency graph with more than one file (or a file depending on
-    itself), each sorted, in order of their first path; iterative Tarjan, so no recursion limit."""
-    graph = {node: sorted(set(targets)) for node, targets in dependencies.items()}
-    for targets in list(graph.values()):
-        for target in targets:
-            graph.setdefault(target, [])
-    order: dict[str, int] = {}
-    lowest: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    cycles = []
-    for root in sorted(graph):
-        if root in order:
-            continue
-        order[root] = lowest[root] = len(order)
-        stack.append(root)
-        on_stack.add(root)
-        work = [(root, iter(graph[root]))]
-        while work:
-            node, successors = work[-1]
-            for successor in successors:
-                if successor not in order:
-                    order[successor] = lowest[successor] = len(order)
-                    stack.append(successor)
-                    on_stack.add(successor)
-                    work.append((successor, iter(graph[successor])))
-                    break
-                if successor in on_stack:
-                    lowest[node] = min(lowest[node], order[successor])
-            else:
-                work.pop()
-                if work:
-                    lowest[work[-1][0]] = min(lowest[work[-1][0]], lowest[node])
-                if lowest[node] == order[node]:
-                    component = []
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        component.append(member)
-                        if member == node:
-                            break
-                    if len(component) > 1 or node in graph[node]:
-                        cycles.append(sorted(component))
-    return sorted(cycles)

@@ -17,22 +17,33 @@ import datatrove.executor.base as executor_base
 from datatrove.utils import logging as datatrove_logging
 from loguru import logger
 
-_original_add_task_logger = datatrove_logging.add_task_logger
+# datatrove warns for every rank of the MinHash filter stage that has nothing to remove: expected, not a problem
+_EXPECTED_WARNINGS = ("No .remove file for",)
+
+
+def _console_level() -> str:
+    return "INFO" if os.environ.get("REPOLM_DATA_VERBOSE") == "1" else "WARNING"
+
+
+def _console_filter(record) -> bool:
+    return not record["message"].startswith(_EXPECTED_WARNINGS)
 
 
 def add_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
-    logfile = _original_add_task_logger(logging_dir, rank, local_rank, node_rank=node_rank)
-    # the original adds two sinks: the console, then the file; keep the file and re-add the console quieter
+    """datatrove's `add_task_logger` with a quieter console: the task's log file at DEBUG, the console at WARNING."""
     logger.remove()
-    console_level = "INFO" if os.environ.get("REPOLM_DATA_VERBOSE") == "1" else "WARNING"
-    logger.add(sys.stderr, level=console_level if local_rank == 0 else "ERROR")
-    logger.add(logfile, level="DEBUG")
+    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+    prefix = f"[NODE {node_rank}] " if node_rank != -1 else ""
+    file_format = prefix + "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+    logger.add(sys.stderr, level=_console_level() if local_rank == 0 else "ERROR", filter=_console_filter)
+    logger.add(logfile, level="DEBUG", format=file_format, colorize=False)
+    logger.info(f"Launching pipeline for {rank=}")
     return logfile
 
 
 def setup_default_logger() -> None:
     logger.remove()
-    logger.add(sys.stderr, level="INFO" if os.environ.get("REPOLM_DATA_VERBOSE") == "1" else "WARNING")
+    logger.add(sys.stderr, level=_console_level(), filter=_console_filter)
 
 
 executor_base.add_task_logger = add_task_logger

@@ -30,14 +30,14 @@ keeps the longest text (ties: the smallest id in string order), so the outcome d
 sharding. The datatrove steps in `repolm.data.dedup_steps` share this linking and survivor rule.
 
 Not handled here: reading corpora, writing outputs and exact (hash) dedup; decisions about which documents are
-compared (repository samples vs files) belong to the pipeline that calls this module.
+compared (repository samples vs files) belong to the pipeline that calls this module; measuring near-dedup (exact
+Jaccard, signature estimates, the S-curve, planted near-duplicates) is in `repolm.data.minhash_evaluation`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import re
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -161,11 +161,6 @@ def optimal_bands_rows(
     return best
 
 
-def candidate_probability(similarity: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
-    """The LSH S-curve: the probability that a pair of Jaccard `similarity` shares at least one band."""
-    return 1.0 - (1.0 - np.asarray(similarity, dtype=np.float64) ** rows) ** bands
-
-
 # -----------------------------------------------------------------------------
 # Hash constants
 
@@ -222,20 +217,6 @@ def _permutations(num_permutations: int, seed: int, width: int) -> tuple[np.ndar
 
 # -----------------------------------------------------------------------------
 # Shingles
-
-
-def word_ngrams(text: str, ngram_size: int) -> set[tuple[str, ...]]:
-    """The exact shingle set (word n-grams as tuples of strings), for labelling pairs; slow, pure Python."""
-    words = WORD_PATTERN.findall(text)
-    return {tuple(words[index : index + ngram_size]) for index in range(len(words) - ngram_size + 1)}
-
-
-def exact_jaccard(text_a: str, text_b: str, config: MinHashConfig | None = None) -> float:
-    """The true Jaccard similarity of two texts' word n-gram sets (0.0 when both sets are empty)."""
-    ngram_size = (config or MinHashConfig()).ngram_size
-    shingles_a, shingles_b = word_ngrams(text_a, ngram_size), word_ngrams(text_b, ngram_size)
-    union = len(shingles_a | shingles_b)
-    return len(shingles_a & shingles_b) / union if union else 0.0
 
 
 def _batch_shingles(texts: Sequence[str], ngram_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -393,13 +374,6 @@ def minhash_signature(text: str, config: MinHashConfig | None = None) -> np.ndar
     return signatures[0] if counts[0] >= config.min_ngrams else None
 
 
-def estimated_jaccard(signature_a: np.ndarray, signature_b: np.ndarray) -> float:
-    """The Jaccard similarity that two signatures estimate: the fraction of permutations whose minima agree."""
-    if np.shape(signature_a) != np.shape(signature_b):
-        raise ValueError(f"signatures differ in shape: {np.shape(signature_a)} vs {np.shape(signature_b)}")
-    return float(np.mean(np.asarray(signature_a) == np.asarray(signature_b)))
-
-
 # -----------------------------------------------------------------------------
 # LSH, verification, clusters
 
@@ -540,54 +514,3 @@ def near_duplicate_clusters(
         survivor = choose_survivor(members)
         result.append([survivor, *sorted((member for member, _ in members if member != survivor), key=str)])
     return sorted(result, key=lambda cluster: str(cluster[0]))
-
-
-# -----------------------------------------------------------------------------
-# Planted near-duplicates (for measuring near-dedup in tests and benchmarks)
-
-
-def plant_near_duplicate(
-    text: str, target_jaccard: float, seed: int, config: MinHashConfig | None = None
-) -> tuple[str, float]:
-    """A mutated copy of `text` whose exact n-gram Jaccard to `text` is as close to `target_jaccard` as it gets.
-
-    Mutations, in an order drawn from `seed`: replace a word by a fresh one, or insert a fresh word after it
-    (fresh words never occur in the text, so they only remove shared shingles). A binary search finds how many
-    mutations to apply (Jaccard falls as mutations accumulate). Returns (copy, its exact Jaccard to `text`).
-    """
-    config = config or MinHashConfig()
-    if not 0.0 <= target_jaccard <= 1.0:
-        raise RepolmError(f"target_jaccard must be in [0, 1], got {target_jaccard!r}")
-    parts = re.split(r"([A-Za-z_0-9]+)", text)  # words at odd positions
-    word_positions = list(range(1, len(parts), 2))
-    generator = random.Random(seed)
-    generator.shuffle(word_positions)
-    mutations = [
-        (position, generator.random() < 0.5, f"zq{generator.getrandbits(48):012x}") for position in word_positions
-    ]
-    original = shingle_hashes(text, config)
-
-    def mutated(count: int) -> str:
-        copy = list(parts)
-        for position, replace, fresh in mutations[:count]:
-            copy[position] = fresh if replace else f"{copy[position]} {fresh}"
-        return "".join(copy)
-
-    def hashed_jaccard(candidate: str) -> float:
-        shingles = shingle_hashes(candidate, config)
-        union = len(np.union1d(original, shingles))
-        return len(np.intersect1d(original, shingles, assume_unique=True)) / union if union else 0.0
-
-    low, high = 0, len(mutations)  # jaccard(low) >= target > jaccard(high), as far as monotone
-    while high - low > 1:
-        middle = (low + high) // 2
-        if hashed_jaccard(mutated(middle)) >= target_jaccard:
-            low = middle
-        else:
-            high = middle
-    scored = []
-    for count in sorted({low, high}):
-        candidate = mutated(count)
-        scored.append((exact_jaccard(text, candidate, config), candidate))
-    similarity, best = min(scored, key=lambda item: abs(item[0] - target_jaccard))
-    return best, similarity
