@@ -40,6 +40,7 @@ def test_defaults_are_the_papers():
         ("minhash: {threshold: 1.5}\n", "minhash"),
         ("mixture: {code: 0.9, prose: 0.1}\n", "mixture.prose: unknown kind"),
         ("run: {executor: spark}\n", "run.executor"),
+        ("run: {executor: slurm}\n", "run.slurm: executor slurm needs at least partition and time"),
         ("sources:\n  - {name: a, path: /x, colour: red}\n", "sources.a.colour: unknown key"),
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("filters: [\n", "not valid YAML"),

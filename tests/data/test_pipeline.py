@@ -158,7 +158,6 @@ def _shard_contents(output: Path) -> dict[str, list[dict]]:
     }
 
 
-@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_output_of_an_uninterrupted_run(built, corpus, tmp_path):
     output = tmp_path / "killed"
     arguments = build_arguments(corpus, output, 2, "--workers", "1")
@@ -225,3 +224,32 @@ def test_bad_config_file_names_the_key(tmp_path, corpus):
     config.write_text("filterz: {}\n")
     result = run_cli("data", "build", "--config", str(config), "--input", str(corpus), "--output", str(tmp_path / "o"))
     assert result.returncode == 2 and "filterz: unknown key" in result.stderr
+
+
+def test_slurm_stages_are_chained_job_arrays(corpus, tmp_path):
+    """Without a Slurm cluster here, check what would be submitted: one job array per stage, each depending on the
+    previous stage, with the partition and time of the config (datatrove's own sbatch arguments)."""
+    from repolm.data.config import load_build_config
+    from repolm.data.pipeline import build_stages, make_executor, plan_build, prepare_output
+    from repolm.data.sources import SourceConfig
+
+    config = load_build_config(
+        None,
+        {"run.executor": "slurm", "run.slurm": {"partition": "cpu", "time": "02:00:00"}, "run.tasks": 3},
+    )
+    config.sources = [SourceConfig(name="repos", path=str(corpus))]
+    config.decontamination.enabled = False
+    plan = plan_build(config, tmp_path / "out")
+    prepare_output(plan, overwrite=False)
+    previous = None
+    executors = []
+    for name, pipeline, tasks in build_stages(plan):
+        previous = make_executor(config, pipeline, tasks, tasks, str(plan.work / "logs" / name), depends=previous)
+        executors.append((name, tasks, previous))
+    assert [name for name, _, _ in executors][-1] == "summary"
+    for index, (name, tasks, executor) in enumerate(executors):
+        arguments = executor.get_sbatch_args(max_array=tasks)
+        assert arguments["partition"] == "cpu" and arguments["time"] == "02:00:00"
+        assert arguments["job-name"] == f"repolm-{name}"
+        assert executor.world_size == tasks
+        assert executor.depends is (executors[index - 1][2] if index else None)

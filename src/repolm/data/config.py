@@ -100,6 +100,8 @@ class BuildConfig:
             raise RepolmError(f"{where}: mixture: the shares sum to 0")
         if self.run.executor not in EXECUTORS:
             raise RepolmError(f"{where}: run.executor: {self.run.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.run.executor == "slurm" and not {"partition", "time"} <= set(self.run.slurm):
+            raise RepolmError(f"{where}: run.slurm: executor slurm needs at least partition and time")
         if self.run.tasks < 1:
             raise RepolmError(f"{where}: run.tasks: must be >= 1, got {self.run.tasks}")
         if self.run.workers < 0:

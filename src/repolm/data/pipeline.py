@@ -256,9 +256,13 @@ def make_executor(config: BuildConfig, pipeline: list, tasks: int, workers: int,
     if config.run.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
-        options = {"time": "24:00:00", "partition": "cpu", **config.run.slurm}
         return SlurmPipelineExecutor(
-            pipeline, tasks=tasks, logging_dir=logging_dir, depends=depends, job_name=Path(logging_dir).name, **options
+            pipeline,
+            tasks=tasks,
+            logging_dir=logging_dir,
+            depends=depends,
+            job_name=f"repolm-{Path(logging_dir).name}",
+            **config.run.slurm,
         )
     from datatrove.executor import LocalPipelineExecutor
 
