@@ -163,3 +163,13 @@ def test_config_file_values_reach_the_assembly_settings(tmp_path):
     config_path.write_text("assembly:\n  max_sample_chars: -5\n", encoding="utf-8")
     with pytest.raises(RepolmError, match="assembly.*max_sample_chars"):
         load_build_config(config_path)
+
+
+def test_offsets_point_at_each_file_block():
+    small = AssemblyConfig(max_sample_chars=120)
+    for config in (AssemblyConfig(), small):
+        for sample in assemble(PYAPP, config):
+            assert len(sample.offsets) == len(sample.files)
+            by_path = {file.path: file for file in PYAPP}
+            for offset, path in zip(sample.offsets, sample.files, strict=True):
+                assert sample.text.startswith(file_block(by_path[path]), offset), (sample.sample_id, path)

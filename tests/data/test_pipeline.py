@@ -75,13 +75,16 @@ def test_build_writes_samples_with_the_documented_fields(built):
     samples = output_samples(built)
     assert samples, "no samples written"
     for sample in samples:
-        assert set(sample) == {"text", "id", "repo", "files", "languages", "source", "kind", "part"}
+        assert set(sample) == {"text", "id", "repo", "files", "offsets", "languages", "source", "kind", "part"}
+        assert len(sample["offsets"]) == len(sample["files"]) and sample["offsets"][0] == 0
         assert len(sample["files"]) == len(sample["languages"]) >= 1
         pairs = zip(sample["files"], sample["languages"], strict=True)
         headers = [path_header(language, path) for path, language in pairs]
         headers = [header for header in headers if header]  # JSON and plain text have no comment syntax
         for header in headers:
             assert header in sample["text"], f"{sample['id']}: header {header!r} is not in the text"
+        for offset, path, language in zip(sample["offsets"], sample["files"], sample["languages"], strict=True):
+            assert sample["text"].startswith(path_header(language, path), offset), f"{sample['id']}: offset of {path}"
         positions = [sample["text"].index(header) for header in headers]
         assert positions == sorted(positions), f"{sample['id']}: files are not listed in text order"
 

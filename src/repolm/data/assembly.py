@@ -124,11 +124,16 @@ def assemble_repository(
         order = [by_path[path] for sequence in sequences for path in sequence]
         blocks = [file_block(file) for file in order]
         for part in _split_at_file_boundaries(blocks, config.file_separator, config.max_sample_chars):
+            offsets, position = [], 0
+            for index in part:
+                offsets.append(position)
+                position += len(blocks[index]) + len(config.file_separator)
             samples.append(
                 RepoSample(
                     repo=repo,
                     text=config.file_separator.join(blocks[index] for index in part),
                     files=[order[index].path for index in part],
+                    offsets=offsets,
                     languages=[order[index].language for index in part],
                     source=source,
                     kind=kind,
@@ -144,6 +149,7 @@ def assemble_repository(
                 repo=repo,
                 text=file_block(file),
                 files=[file.path],
+                offsets=[0],
                 languages=[file.language],
                 source=source,
                 kind=KIND_CODE_TEXT if prose and kind == KIND_CODE else kind,

@@ -100,6 +100,8 @@ class RepoSample:
         source: the source name.
         kind: one of `KINDS`.
         part: index of this part when a long repository was split at file boundaries (0 otherwise).
+        offsets: where each file's block (its path header, then its text) starts in `text`, in characters,
+            parallel to `files`: FIM cuts a sample at these boundaries so that no span crosses two files.
     """
 
     repo: str
@@ -109,6 +111,7 @@ class RepoSample:
     source: str
     kind: str
     part: int = 0
+    offsets: list[int] = field(default_factory=list)
 
     @property
     def sample_id(self) -> str:

@@ -337,6 +337,7 @@ def sample_to_document(sample: RepoSample) -> Document:
             "source": sample.source,
             "kind": sample.kind,
             "part": sample.part,
+            "offsets": sample.offsets,
         },
     )
 
@@ -346,7 +347,8 @@ def sample_to_document(sample: RepoSample) -> Document:
 
 
 def output_record(writer, document: Document) -> dict:
-    """The output line of a sample: text, id, repo, files (in text order), languages, source, kind, part."""
+    """The output line of a sample: text, id, repo, files (in text order), offsets (where each file starts in
+    text), languages, source, kind, part."""
     return {"text": document.text, "id": document.id, **{key: document.metadata[key] for key in OUTPUT_METADATA}}
 
 
@@ -362,7 +364,7 @@ def near_duplicate_record(writer, document: Document) -> dict:
     }
 
 
-OUTPUT_METADATA = ("repo", "files", "languages", "source", "kind", "part")
+OUTPUT_METADATA = ("repo", "files", "offsets", "languages", "source", "kind", "part")
 
 
 class CountOutput(PipelineStep):
