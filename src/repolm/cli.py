@@ -8,6 +8,7 @@ code 2, never with a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -20,6 +21,10 @@ logger = logging.getLogger("repolm")
 STAGES = """\
 stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer -> eval
   data build        repositories -> filtered, dependency-ordered, deduplicated, decontaminated samples
+  data tokenize     samples -> token shards, with fill-in-the-middle (PSM 50% by default)
+  pretrain          the one training loop: pretraining, long context (torchrun for DDP / FSDP2)
+  export            a training checkpoint -> a Hugging Face model folder
+  plot              loss and learning-rate curves of a run, as PNG
   tokenizer train   train a byte-level BPE with DeepSeek-Coder's special tokens
   model init        build a model from a preset and save it as a Hugging Face folder
   model info        describe a model folder
@@ -277,6 +282,51 @@ def cmd_data_build(args: argparse.Namespace) -> None:
         print(summary.read_text(encoding="utf-8"), end="")
 
 
+def cmd_data_tokenize(args: argparse.Namespace) -> None:
+    from repolm.tokenizer.corpus import tokenize_corpus
+    from repolm.tokenizer.fim import FimConfig
+
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    fim = FimConfig(rate=args.fim_rate, mode=args.fim_mode, spm_rate=args.fim_spm_rate, msp_spans=args.fim_msp_spans)
+    result = tokenize_corpus(
+        Path(args.input),
+        Path(args.tokenizer),
+        Path(args.output),
+        fim,
+        seed=args.seed,
+        validation_fraction=args.validation_fraction,
+        workers=args.workers,
+    )
+    print(json.dumps(result, indent=1, default=str))
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from repolm.train.config import load_train_config, parse_overrides
+    from repolm.train.loop import train
+
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    config = load_train_config(args.config, parse_overrides(args.overrides))
+    result = train(config, resume=args.resume, stop_at_step=args.stop_at_step)
+    print(
+        f"steps {result.steps}, tokens {result.tokens}, loss {result.loss:.4f}"
+        + (f", val_loss {result.val_loss:.4f}" if result.val_loss is not None else "")
+        + f", {result.tokens_per_second:.0f} tokens/s; run folder {result.run_dir}"
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from repolm.train.checkpoint import export_checkpoint
+
+    print(export_checkpoint(args.checkpoint, args.output, tokenizer_dir=args.tokenizer))
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from repolm.train.plot import plot_run
+
+    for path in plot_run(args.run):
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repolm",
@@ -313,6 +363,41 @@ def build_parser() -> argparse.ArgumentParser:
     data_build.add_argument("--seed", type=int, help="seed of the dependency-order tie-breaking")
     data_build.add_argument("--overwrite", action="store_true", help="start the build in --output again")
     data_build.set_defaults(handler=cmd_data_build)
+
+    data_tokenize = data_commands.add_parser(
+        "tokenize", help="tokenize built samples into token shards (with FIM)", parents=[common]
+    )
+    data_tokenize.add_argument("--input", required=True, help="a `repolm data build` folder or a folder of JSONL")
+    data_tokenize.add_argument("--tokenizer", required=True, help="tokenizer folder")
+    data_tokenize.add_argument("--output", required=True, help="token folder to write (resumed when it exists)")
+    data_tokenize.add_argument("--fim-rate", type=float, default=0.5, help="share of files FIM'd (default 0.5)")
+    data_tokenize.add_argument("--fim-mode", default="psm", help="psm (default), spm or msp")
+    data_tokenize.add_argument("--fim-spm-rate", type=float, default=0.0, help="share of FIM'd files in SPM (psm)")
+    data_tokenize.add_argument("--fim-msp-spans", type=int, default=3, help="masked spans per file (msp)")
+    data_tokenize.add_argument("--seed", type=int, default=0, help="FIM seed (default 0)")
+    data_tokenize.add_argument("--validation-fraction", type=float, default=0.005, help="held-out share of samples")
+    data_tokenize.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    data_tokenize.set_defaults(handler=cmd_data_tokenize)
+
+    pretrain = commands.add_parser(
+        "pretrain",
+        help="train (pretraining, long context): repolm pretrain --config C.yaml [--key=value ...]",
+        parents=[common],
+    )
+    pretrain.add_argument("--config", required=True, help="YAML training config (configs/pretrain/*.yaml)")
+    pretrain.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    pretrain.add_argument("--stop-at-step", type=int, help="stop after this step (checkpointed), as if killed")
+    pretrain.set_defaults(handler=cmd_pretrain)
+
+    export = commands.add_parser("export", help="write a checkpoint as a Hugging Face folder", parents=[common])
+    export.add_argument("checkpoint", help="a checkpoint folder or a run folder (its latest checkpoint)")
+    export.add_argument("--output", required=True, help="model folder to write")
+    export.add_argument("--tokenizer", help="tokenizer folder to save with it (default: the run's)")
+    export.set_defaults(handler=cmd_export)
+
+    plot = commands.add_parser("plot", help="draw a run's loss and learning-rate curves (PNG)", parents=[common])
+    plot.add_argument("run", help="run folder (holds metrics.jsonl)")
+    plot.set_defaults(handler=cmd_plot)
 
     tokenizer = commands.add_parser("tokenizer", help="train byte-level BPE tokenizers")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
@@ -358,7 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `repolm pretrain --config C --optimizer.lr=3e-4 ...`: the --key=value overrides of the training config
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "handler", None) is cmd_pretrain:
+        args.overrides = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -83,6 +83,11 @@ def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
             except RepolmError as error:
                 errors.append(error)
         raise errors[0]
+    if origin is typing.Literal:
+        if value not in arguments:
+            choices = ", ".join(map(repr, arguments))
+            raise RepolmError(f"{where}: {name}: expected one of {choices}, got {_shown(value)}")
+        return value
     if dataclasses.is_dataclass(hint):
         return from_mapping(hint, value, where, name)
     if hint is Any:

@@ -44,8 +44,8 @@ def test_fim_psm_and_spm_id_layout(small_tokenizer: CodeTokenizer, prefix: str, 
     assert fim_prompt_ids(small_tokenizer, prefix, suffix) == psm  # PSM is the default
 
     spm = fim_prompt_ids(small_tokenizer, prefix, suffix, "spm")
-    assert spm == [bos, hole, *suffix_ids, begin, *prefix_ids, end]
-    assert small_tokenizer.decode(spm) == f"{BOS}{FIM_HOLE}{suffix}{FIM_BEGIN}{prefix}{FIM_END}"
+    assert spm == [bos, begin, hole, *suffix_ids, end, *prefix_ids]
+    assert small_tokenizer.decode(spm) == f"{BOS}{FIM_BEGIN}{FIM_HOLE}{suffix}{FIM_END}{prefix}"
 
     assert fim_prompt_ids(small_tokenizer, prefix, suffix, "psm", add_bos=False) == psm[1:]
     assert fim_prompt_ids(small_tokenizer, prefix, suffix, "spm", add_bos=False) == spm[1:]

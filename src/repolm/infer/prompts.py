@@ -2,8 +2,8 @@
 
 FIM layouts with DeepSeek-Coder's tokens (README section 4.2; paper section 3.1.2):
 - PSM (what DeepSeek-Coder trained on): `<｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜>` -> middle
-- SPM (described in the paper, after Bavarian et al.):
-  `<｜fim▁hole｜>suffix<｜fim▁begin｜>prefix<｜fim▁end｜>` -> middle
+- SPM (described in the paper, after Bavarian et al.; the layout repolm's pretraining writes, variant 2 of the FIM
+  paper as in bigcode Megatron): `<｜fim▁begin｜><｜fim▁hole｜>suffix<｜fim▁end｜>prefix` -> middle
 Prefix and suffix are encoded separately and joined with the sentinel ids, so no BPE merge crosses a
 sentinel. BOS is prepended when the tokenizer adds BOS (as the released DeepSeek-Coder tokenizers do).
 """
@@ -47,7 +47,7 @@ def fim_prompt_ids(
     if mode == "psm":
         body = [begin, *prefix_ids, hole, *suffix_ids, end]
     elif mode == "spm":
-        body = [hole, *suffix_ids, begin, *prefix_ids, end]
+        body = [begin, hole, *suffix_ids, end, *prefix_ids]  # as repolm.tokenizer.fim trains it
     else:
         raise RepolmError(f"unknown FIM mode {mode!r}; use 'psm' or 'spm'")
     return _bos(tokenizer, add_bos) + body

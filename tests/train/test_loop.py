@@ -1,0 +1,306 @@
+"""Tests of repolm.train.loop: a pinned loss, bit-exact resume (in process and after `kill -9`), loss masks, init_from.
+
+A scaled-down `tiny` model (2 layers, width 64) trains on stdlib files tokenized with the session's small tokenizer
+(windows of 32 tokens, micro-batches of 4, 2 micro-batches per step). The reference run is done once per module;
+the others are compared with it bit for bit (CPU, deterministic algorithms, the same thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from repolm.errors import RepolmError
+from repolm.model import build_model
+from repolm.train.checkpoint import MODEL_FILE, latest_checkpoint
+from repolm.train.config import load_train_config, prepare_run
+from repolm.train.data import Batch, TrainData
+from repolm.train.loop import train
+from repolm.train.metrics import read_metrics
+
+STEPS = 200
+CHECKPOINT_EVERY = 20
+# measured on this project's CPU machine (torch 2.13.0+cpu, fp32, deterministic algorithms): the last step's loss
+PINNED_FINAL_LOSS = 4.91651725769043
+PINNED_FINAL_VAL_LOSS = 5.369507431983948
+
+
+def write_token_folder(folder: Path, tokenizer, files: list[Path]) -> None:
+    from repolm.tokenizer.token_shards import TokenShardWriter, write_meta
+
+    writer = TokenShardWriter(folder, "00000", len(tokenizer))
+    for path in files:
+        writer.add(tokenizer.encode(path.read_text(encoding="utf-8")) + [tokenizer.eos_id])
+    write_meta(folder, len(tokenizer), tokenizer.eos_id, [writer.close()])
+
+
+@pytest.fixture(scope="module")
+def dataset(small_tokenizer, stdlib_files, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tokens")
+    write_token_folder(root / "code", small_tokenizer, stdlib_files[30:36])
+    write_token_folder(root / "code_text", small_tokenizer, stdlib_files[36:38])
+    write_token_folder(root / "validation", small_tokenizer, stdlib_files[38:39])
+    (root / "mixture.json").write_text(json.dumps({"target_share": {"code": 0.8, "code_text": 0.2}}))
+    return root
+
+
+def run_overrides(run_dir: Path, dataset: Path, tokenizer_dir: Path) -> dict:
+    return {
+        "run_dir": str(run_dir),
+        "tokenizer": str(tokenizer_dir),
+        "model.preset": "tiny",
+        "model.overrides": {"hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2},
+        "data.folder": str(dataset),
+        "data.sequence_length": 32,
+        "batch.micro_batch_size": 4,
+        "batch.gradient_accumulation_steps": 2,
+        "optimizer.lr": 3e-3,
+        "schedule.warmup_steps": 10,
+        "max_steps": STEPS,
+        "checkpoint.every_steps": CHECKPOINT_EVERY,
+        "checkpoint.keep_last": 2,
+        "eval.every_steps": 100,
+        "eval.batches": 4,
+        "logging.every_steps": 1,
+        "logging.progress_bar": False,
+        "logging.peak_flops": 1e11,
+        "seed": 3,
+        "cpu_threads": 1,  # the same in every process (bit-exact comparisons), and fast on a busy machine
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, saved_small_tokenizer, tmp_path_factory):
+    """The uninterrupted run: (result, run folder, overrides)."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    overrides = run_overrides(run_dir, dataset, saved_small_tokenizer)
+    return train(load_train_config(None, overrides)), run_dir, overrides
+
+
+def loss_lines(run_dir: Path) -> list[tuple]:
+    """The logged curve: what must not depend on interruptions (timings do)."""
+    return [
+        (r["step"], r["loss"], r["lr"], r["grad_norm"], r["tokens"]) if "loss" in r else (r["step"], r["val_loss"])
+        for r in read_metrics(run_dir)
+        if "loss" in r or "val_loss" in r
+    ]
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(latest_checkpoint(run_dir) / MODEL_FILE))
+
+
+def assert_same_run(run_dir: Path, reference_dir: Path) -> None:
+    assert loss_lines(run_dir) == loss_lines(reference_dir)
+    expected = final_weights(reference_dir)
+    weights = final_weights(run_dir)
+    assert weights.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(weights[name], expected[name]), name
+
+
+def test_pinned_loss(reference):
+    result, run_dir, _ = reference
+    assert (result.steps, result.tokens) == (STEPS, STEPS * 4 * 32 * 2)
+    records = read_metrics(run_dir)
+    start = records[0]
+    assert start["event"] == "start" and start["peak_flops"] == 1e11 and start["tokens_per_step"] == 256
+    train_lines = [r for r in records if "loss" in r]
+    assert [r["step"] for r in train_lines] == list(range(1, STEPS + 1))
+    assert [r["step"] for r in records if "val_loss" in r] == [100, 200]
+    assert train_lines[0]["loss"] == pytest.approx(6.93, abs=0.05)  # ln(1024): uniform over the padded vocabulary
+    assert all(r["tokens_per_second"] > 0 and r["mfu"] > 0 for r in train_lines)
+    assert result.loss == pytest.approx(PINNED_FINAL_LOSS, abs=1e-4)
+    assert result.val_loss == pytest.approx(PINNED_FINAL_VAL_LOSS, abs=1e-4)
+    # the last checkpoints are kept, the run's config is saved beside them
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_0000180", "step_0000200"]
+    assert json.loads((run_dir / "run_config.json").read_text())["max_steps"] == STEPS
+
+
+def test_stop_and_resume_is_bit_exact(reference, tmp_path):
+    _, reference_dir, overrides = reference
+    overrides = {**overrides, "run_dir": str(tmp_path / "run")}
+    config = load_train_config(None, overrides)
+    stopped = train(config, stop_at_step=110)  # between checkpoints: the checkpoint at 110 is written on stopping
+    assert stopped.steps == 110 and stopped.checkpoint.name == "step_0000110"
+    with pytest.raises(RepolmError, match="already has checkpoints"):
+        train(config)
+    resumed = train(config, resume=True)
+    assert resumed.steps == STEPS
+    assert [r.get("event") for r in read_metrics(tmp_path / "run") if "event" in r] == ["start", "resume"]
+    assert_same_run(tmp_path / "run", reference_dir)
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_is_bit_exact(reference, tmp_path):
+    """A subprocess running the loop is killed at a random step; `--resume` finishes it: the reference run, exactly.
+
+    Slow (two interpreter starts); `test_stop_and_resume_is_bit_exact` checks the same in process in the default run.
+    """
+    _, reference_dir, overrides = reference
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(json.dumps({**_nested(overrides), "run_dir": str(tmp_path / "run")}))
+    kill_step = random.Random(os.getpid()).randint(CHECKPOINT_EVERY + 1, STEPS - 10)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "repolm.train.loop", str(config_path)]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and any(r.get("step", 0) >= kill_step and "loss" in r for r in _readable(metrics)):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    assert max(r["step"] for r in _readable(metrics) if "loss" in r) < STEPS
+    finished = subprocess.run([*command, "--resume"], env=environment, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert_same_run(tmp_path / "run", reference_dir)
+
+
+def _readable(path: Path) -> list[dict]:
+    """The complete lines of a file another process is appending to."""
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n")[:-1] if line]
+
+
+def _nested(overrides: dict) -> dict:
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        target = nested
+        *parents, last = dotted.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+    return nested
+
+
+def test_masked_targets_are_ignored(dataset, saved_small_tokenizer, tmp_path):
+    """Targets of -100 (SFT prompts) add nothing; the step minimizes the mean over the valid tokens of the batch."""
+    overrides = run_overrides(tmp_path / "run", dataset, saved_small_tokenizer)
+    overrides.update({"max_steps": 1, "schedule.warmup_steps": 0, "optimizer.grad_clip": 0.0, "eval.every_steps": 0})
+    config = load_train_config(None, overrides)
+
+    def masked(batch: Batch, index: int) -> Batch:
+        targets = batch.targets.clone()
+        targets[: index + 1, : 8 * (index + 1)] = -100  # uneven: 8 of 128 masked, then 32
+        return Batch(batch.input_ids, targets, batch.positions, batch.attention_mask, batch.documents_started)
+
+    class MaskedData(TrainData):
+        drawn = 0
+
+        def next_batch(self) -> Batch:
+            batch = masked(super().next_batch(), self.drawn)
+            self.drawn += 1
+            return batch
+
+    def make_data(config, plan, info):
+        return MaskedData(plan.sources, 32, 4, config.seed, rank=info.rank, world_size=info.world_size)
+
+    train(config, make_data=make_data)
+    logged = [r for r in read_metrics(tmp_path / "run") if "loss" in r][0]
+
+    plan = prepare_run(config)
+    model = build_model(plan.model_config, seed=config.seed)
+    data = TrainData(plan.sources, 32, 4, config.seed)
+    batches = [masked(data.next_batch(), index) for index in range(2)]
+    total = sum(
+        F.cross_entropy(model(b.input_ids).flatten(0, 1), b.targets.flatten(), ignore_index=-100, reduction="sum")
+        for b in batches
+    )
+    loss = total / sum(int((b.targets != -100).sum()) for b in batches)
+    loss.backward()
+    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert logged["loss"] == pytest.approx(loss.item(), rel=1e-6)
+    assert logged["grad_norm"] == pytest.approx(grad_norm.item(), rel=1e-5)
+
+
+def test_init_from_a_run_with_long_context_rope(reference, tmp_path):
+    """Continued training from a run folder (its latest checkpoint): RoPE theta 1e5, scaling x4, 2x windows."""
+    _, reference_dir, overrides = reference
+    overrides = {**overrides, "run_dir": str(tmp_path / "long"), "max_steps": 3, "schedule.warmup_steps": 0}
+    overrides.pop("model.overrides")
+    overrides.update({"model.preset": None, "model.init_from": str(reference_dir), "data.sequence_length": 64})
+    overrides.update({"model.rope_theta": 1e5, "model.rope_scaling_factor": 4.0, "schedule.kind": "constant"})
+    overrides.update({"eval.every_steps": 0})
+    result = train(load_train_config(None, overrides))
+    first = [r for r in read_metrics(tmp_path / "long") if "loss" in r][0]
+    assert first["loss"] < 6.0  # trained weights, not a fresh model (6.93)
+    saved = json.loads((latest_checkpoint(tmp_path / "long") / "model_config.json").read_text())
+    assert (saved["rope_theta"], saved["rope_scaling_factor"], saved["hidden_size"]) == (1e5, 4.0, 64)
+    assert result.steps == 3
+
+
+def test_plot_run(reference):
+    from repolm.train.plot import plot_run
+
+    _, run_dir, _ = reference
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        with pytest.raises(RepolmError, match="matplotlib is needed: pip install matplotlib"):
+            plot_run(run_dir)
+        return
+    paths = plot_run(run_dir)
+    assert [p.name for p in paths] == ["loss.png", "lr.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def _distributed_worker(mode: str, run_dir: str, dataset: str, tokenizer_dir: str) -> None:
+    """Run under torchrun: the reference settings for 12 steps with 2 processes x micro-batch 2."""
+    import dataclasses
+
+    from repolm.train.parallelize import ParallelConfig
+
+    overrides = run_overrides(Path(run_dir), Path(dataset), Path(tokenizer_dir))
+    overrides.update({"max_steps": 12, "batch.micro_batch_size": 2, "checkpoint.every_steps": 6, "eval.every_steps": 6})
+    config = dataclasses.replace(load_train_config(None, overrides), parallel=ParallelConfig(mode=mode))
+    train(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_match_one(mode, dataset, saved_small_tokenizer, tmp_path):
+    """2 processes (gloo) x micro-batch 2 log the losses of 1 process x micro-batch 4; the checkpoint exports."""
+    from repolm.hf_folder import load_pretrained
+    from repolm.train.checkpoint import export_checkpoint
+
+    overrides = run_overrides(tmp_path / "single", dataset, saved_small_tokenizer)
+    overrides.update({"max_steps": 12, "checkpoint.every_steps": 6, "eval.every_steps": 6})
+    train(load_train_config(None, overrides))
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", f"--master-port={port}"]
+    command += [__file__, mode, str(tmp_path / mode), str(dataset), str(saved_small_tokenizer)]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    single = [r for r in read_metrics(tmp_path / "single") if "loss" in r]
+    distributed = [r for r in read_metrics(tmp_path / mode) if "loss" in r]
+    assert [r["step"] for r in distributed] == list(range(1, 13))
+    for one, two in zip(single, distributed, strict=True):
+        assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+        assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
+    exported = load_pretrained(export_checkpoint(tmp_path / mode, tmp_path / "export"))
+    reference = load_pretrained(export_checkpoint(tmp_path / "single", tmp_path / "export_single"))
+    input_ids = torch.arange(32).view(1, 32)
+    torch.testing.assert_close(exported(input_ids), reference(input_ids), rtol=1e-4, atol=1e-4)
+
+
+if __name__ == "__main__":
+    _distributed_worker(*sys.argv[1:5])
