@@ -34,6 +34,8 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -204,9 +204,10 @@ def build_stages(plan: BuildPlan) -> list[tuple[str, list, int]]:
 def run_build(config: BuildConfig, output: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
     """Plans, runs (or resumes) a build; returns the output folder. Raises RepolmError for bad input."""
     plan = plan_build(config, output)
+    complete = prepare_output(plan, overwrite)  # refuses a folder of another build before anything is logged
     for note in plan.notes:
         logger.warning(note)
-    if prepare_output(plan, overwrite):
+    if complete:
         logger.warning("%s: the build is complete already (delete the folder or pass --overwrite to redo it)", output)
         return plan.output
     stages = build_stages(plan)
