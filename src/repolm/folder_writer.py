@@ -13,6 +13,8 @@ the same folder, through `write_folder`:
 - on any failure the staging folder is removed and the target is as it was (for an existing target, as it was
   after the moves already done: each file is whole, old or new).
 
+`write_file_atomically` does the same for a single file (configs, stats, indexes written by many stages).
+
 Standard library only, so every stage can use it without importing torch.
 """
 
@@ -28,6 +30,15 @@ from pathlib import Path
 from repolm.errors import RepolmError, one_line
 
 logger = logging.getLogger(__name__)
+
+
+def write_file_atomically(path: Path, text: str) -> None:
+    """Writes one text file (UTF-8) so that readers see the old content or the new, never a part: a sibling
+    `<name>.partial` is written, then renamed over `path`."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def write_folder(

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from repolm.data.config import BuildConfig
 from repolm.errors import RepolmError
+from repolm.folder_writer import write_file_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -121,16 +122,12 @@ def prepare_output(plan: BuildPlan, overwrite: bool) -> bool:
             else:
                 return (plan.output / "stats.json").is_file()
     plan.work.mkdir(parents=True, exist_ok=True)
-    temporary = build_file.with_suffix(".json.partial")
-    temporary.write_text(json.dumps(fingerprint, indent=1, default=str), encoding="utf-8")
-    temporary.replace(build_file)
+    write_file_atomically(build_file, json.dumps(fingerprint, indent=1, default=str))
     return False
 
 
 def build_stages(plan: BuildPlan) -> list[tuple[str, list, int]]:
     """The build as (stage name, datatrove pipeline, tasks), in order."""
-    from datatrove.pipeline.writers import JsonlWriter
-
     from repolm.data.dedup_steps import minhash_pipelines
     from repolm.data.steps import (
         AssembleSamples,
@@ -176,15 +173,10 @@ def build_stages(plan: BuildPlan) -> list[tuple[str, list, int]]:
         config=config.minhash,
         output_steps=[
             CountOutput(f"{work}/counts/output"),
-            JsonlWriter(
-                f"{output}/data", output_filename="${kind}/${rank}.jsonl.zst", compression="zstd", adapter=output_record
-            ),
+            shard_writer(f"{output}/data", "${kind}/${rank}.jsonl.zst", adapter=output_record),
         ],
-        exclusion_writer=JsonlWriter(
-            f"{output}/excluded",
-            output_filename="near-dedup/${rank}.jsonl.zst",
-            compression="zstd",
-            adapter=near_duplicate_record,
+        exclusion_writer=shard_writer(
+            f"{output}/excluded", "near-dedup/${rank}.jsonl.zst", adapter=near_duplicate_record
         ),
     )
     signature, buckets, clusters, filtered = minhash
@@ -221,7 +213,7 @@ def run_build(config: BuildConfig, output: str | Path, overwrite: bool = False, 
     workers = config.run.workers or os.cpu_count() or 1
     for number, (name, pipeline, tasks) in enumerate(stages, start=1):
         if name == "summary":
-            write_timings(timings_path, timings)
+            write_file_atomically(timings_path, json.dumps(timings, indent=1))
         logging_dir = plan.work / "logs" / name
         executor = make_executor(config, pipeline, tasks, min(workers, tasks), str(logging_dir))
         incomplete = executor.get_incomplete_ranks()
@@ -233,7 +225,7 @@ def run_build(config: BuildConfig, output: str | Path, overwrite: bool = False, 
         executor.run()
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
         if name != "summary":
-            write_timings(timings_path, timings)
+            write_file_atomically(timings_path, json.dumps(timings, indent=1))
         failed = executor.get_incomplete_ranks()
         if failed:
             raise RepolmError(
@@ -241,12 +233,6 @@ def run_build(config: BuildConfig, output: str | Path, overwrite: bool = False, 
                 f"their logs are in {logging_dir}/logs; run the same command again to retry them"
             )
     return plan.output
-
-
-def write_timings(path: Path, timings: dict) -> None:
-    temporary = path.with_suffix(".json.partial")
-    temporary.write_text(json.dumps(timings, indent=1))
-    temporary.replace(path)
 
 
 def make_executor(config: BuildConfig, pipeline: list, tasks: int, workers: int, logging_dir: str, depends=None):

@@ -48,11 +48,15 @@ class StageCounts:
         self.counts[key] += value
 
     def save(self, folder: DataFolderLike, rank: int) -> None:
-        folder = get_datafolder(folder)
-        temporary = f"{rank:05d}.json.partial"
-        with folder.open(temporary, "w") as file:
-            json.dump(dict(sorted(self.counts.items())), file, indent=0)
-        folder.fs.mv(folder.resolve_paths(temporary), folder.resolve_paths(f"{rank:05d}.json"))
+        write_data_file(folder, f"{rank:05d}.json", json.dumps(dict(sorted(self.counts.items())), indent=0))
+
+
+def write_data_file(folder: DataFolderLike, name: str, text: str) -> None:
+    """Writes `name` in a datatrove folder (local or remote) under a scratch name, then moves it into place."""
+    folder = get_datafolder(folder)
+    with folder.open(f"{name}.partial", "wt") as file:
+        file.write(text)
+    folder.fs.mv(folder.resolve_paths(f"{name}.partial"), folder.resolve_paths(name))
 
 
 class ExclusionLog:
@@ -166,11 +170,11 @@ class ScreenRepositories(PipelineStep):
                             count_exclusion(counts, result)
                             self.stat_update(f"dropped_{result.stage}")
                             continue
-                        size = len(result.text.encode("utf-8"))
+                        encoded = result.text.encode("utf-8")
                         counts.add(f"kept_files:{result.language}")
-                        counts.add(f"kept_bytes:{result.language}", size)
+                        counts.add(f"kept_bytes:{result.language}", len(encoded))
                         self.stat_update("kept")
-                        digest = hashlib.sha1(result.text.encode("utf-8")).hexdigest()
+                        digest = hashlib.sha1(encoded).hexdigest()
                         file_id = f"{repository.name}::{result.path}"
                         hashes.write(f"{digest}\t{file_id}\n")
                         yield Document(
@@ -226,16 +230,12 @@ class FindExactDuplicates(PipelineStep):
                     digest, file_id = line.rstrip("\n").split("\t", 1)
                     if int(digest[:8], 16) % world_size == rank:
                         groups.setdefault(digest, []).append(file_id)
-        temporary = f"removed/{rank:05d}.tsv.partial"
-        with self.exact_folder.open(temporary, "wt") as out:
-            for digest in sorted(groups):
-                members = sorted(groups[digest])
-                for member in members[1:]:
-                    out.write(f"{member}\t{members[0]}\n")
-                    self.stat_update("duplicates")
-        self.exact_folder.fs.mv(
-            self.exact_folder.resolve_paths(temporary), self.exact_folder.resolve_paths(f"removed/{rank:05d}.tsv")
-        )
+        lines = []
+        for digest in sorted(groups):
+            members = sorted(groups[digest])
+            lines.extend(f"{member}\t{members[0]}\n" for member in members[1:])
+        self.stat_update("duplicates", value=len(lines))
+        write_data_file(self.exact_folder, f"removed/{rank:05d}.tsv", "".join(lines))
         return
         yield  # a generator that yields nothing: this stage only writes its table
 

@@ -17,6 +17,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from repolm.data import logs  # noqa: F401  (quiets datatrove's per-task console logs)
 from repolm.data.records import KINDS
+from repolm.folder_writer import write_file_atomically
 
 
 def read_counts(folder: Path) -> Counter:
@@ -137,12 +138,6 @@ def render_summary(stats: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
 class WriteSummary(PipelineStep):
     """The summary stage (one task): writes `mixture.json`, `summary.md`, then `stats.json` into the build folder."""
 
@@ -164,8 +159,8 @@ class WriteSummary(PipelineStep):
             "bytes": stats["mixture"]["bytes"],
             "data": {kind: f"data/{kind}" for kind in KINDS},
         }
-        _write_atomically(output / "mixture.json", json.dumps(mixture, indent=1) + "\n")
-        _write_atomically(output / "summary.md", render_summary(stats))
-        _write_atomically(output / "stats.json", json.dumps(stats, indent=1) + "\n")
+        write_file_atomically(output / "mixture.json", json.dumps(mixture, indent=1) + "\n")
+        write_file_atomically(output / "summary.md", render_summary(stats))
+        write_file_atomically(output / "stats.json", json.dumps(stats, indent=1) + "\n")
         return
         yield

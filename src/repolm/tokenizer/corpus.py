@@ -50,6 +50,7 @@ import zstandard
 from tqdm import tqdm
 
 from repolm.errors import RepolmError, one_line
+from repolm.folder_writer import write_file_atomically
 from repolm.tokenizer.fim import FimConfig, FimTokenIds, fim_documents, split_files
 from repolm.tokenizer.token_shards import FORMAT, TokenShardWriter, token_dtype, write_meta
 from repolm.tokenizer.tokenizer import TOKENIZER_FILE, CodeTokenizer
@@ -202,9 +203,7 @@ def _check_output(output: Path, config: dict[str, Any]) -> None:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise RepolmError(f"--output {output}: exists and is not an empty folder (no {CONFIG_FILE} in it)")
     output.mkdir(parents=True, exist_ok=True)
-    temporary = config_path.with_name(CONFIG_FILE + ".partial")
-    temporary.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, config_path)
+    write_file_atomically(config_path, json.dumps(config, indent=1) + "\n")
 
 
 # -----------------------------------------------------------------------------
@@ -355,9 +354,7 @@ def _write_mixture(output: Path, input_folder: Path, tokens: dict[str, int]) -> 
         "validation": VALIDATION,
         "shares_from": source,
     }
-    temporary = output / (MIXTURE_FILE + ".partial")
-    temporary.write_text(json.dumps(mixture, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, output / MIXTURE_FILE)
+    write_file_atomically(output / MIXTURE_FILE, json.dumps(mixture, indent=1) + "\n")
     return mixture
 
 

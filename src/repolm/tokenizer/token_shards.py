@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from repolm.errors import RepolmError
+from repolm.folder_writer import write_file_atomically
 
 FORMAT = "repolm-tokens/1"
 
@@ -93,10 +94,7 @@ def write_meta(folder: str | Path, vocab_size: int, eos_id: int, shards: list[di
         "documents": sum(shard["documents"] for shard in shards),
         **extra,
     }
-    path = Path(folder) / "meta.json"
-    temporary = path.with_suffix(".json.partial")
-    temporary.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_file_atomically(Path(folder) / "meta.json", json.dumps(meta, indent=1) + "\n")
     return meta
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from repolm.folder_writer import write_file_atomically
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -59,9 +61,7 @@ class MetricsLog:
         if len(lines) < keep_lines:
             logger.warning("%s has %d lines, the checkpoint saw %d", self.path, len(lines), keep_lines)
         kept = lines[:keep_lines]
-        temporary = self.path.with_suffix(".jsonl.partial")
-        temporary.write_text("".join(kept), encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_file_atomically(self.path, "".join(kept))
         self.lines = len(kept)
 
     def write(self, record: dict[str, Any]) -> None:
