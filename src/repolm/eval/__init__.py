@@ -1,0 +1,1 @@
+"""Evaluation: one sandbox for generated code, the paper's benchmarks, pass@k, generators and reports."""

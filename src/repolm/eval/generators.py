@@ -1,0 +1,589 @@
+"""Generators: where the completions of an evaluation run come from, a local model folder or an OpenAI-compatible
+endpoint, behind one interface.
+
+`Generator.generate(requests, settings)` answers every `GenerationRequest` with one `Generation`, in order. It does
+not raise for a single bad request: that request's `Generation` has `text=""` and a one-line `error` (an HTTP status,
+a prompt that does not fit, a malformed answer), and the other requests are answered as usual. Settings that are bad
+for the whole run (a negative temperature) raise `RepolmError`. `describe()` returns what a results file should
+record about the generator.
+
+`LocalGenerator` runs a repolm / Hugging Face model folder with `repolm.infer`:
+- prompts: completion -> `completion_prompt_ids` (BOS when the tokenizer config adds it); chat -> the tokenizer's
+  chat template with the generation prompt, then encoded (the template writes BOS itself); infill -> PSM
+  `fim_prompt_ids` (`<｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜>`, DeepSeek-Coder's training layout);
+- a prompt longer than `max_seq_len - max_new_tokens` tokens is cut, not refused, with a logged warning, like the
+  DeepSeek-Coder harness's maximum input length: completion and chat prompts keep BOS and their last tokens;
+  infilling prompts lose prefix tokens from the left first, then suffix tokens from the right, and keep the sentinels.
+  A request whose `max_new_tokens` leaves no room for a prompt gets an error;
+- requests with the same `max_new_tokens` and stop strings run in batches of `batch_size` prompts of similar length
+  (sorted by length), and the answers are put back in request order; generation ends at `<｜end▁of▁sentence｜>` or
+  `<|EOT|>` and the text is cut before the first stop string;
+- greedy decoding (temperature 0) does not depend on batching: the engine gives a padded row the logits it would have
+  alone. Sampling is seeded and reproducible for the same requests, settings and `batch_size`: the engine draws a
+  batch's tokens from one random generator, seeded with `request_seed(settings.seed, *indices of the batch's
+  requests)`. With `batch_size=1` each request's seed is `request_seed(settings.seed, index)`, so its sample does not
+  depend on the other requests at all (per-row generators in `repolm.infer.engine` would give that with batching).
+
+`EndpointGenerator` talks to any OpenAI-compatible server (vLLM, llama.cpp's server, TGI's OpenAI routes):
+- completion and infill -> POST {url}/v1/completions (`prompt`); infilling prompts are built with `fim_template`,
+  DeepSeek-Coder's PSM layout by default; chat -> POST {url}/v1/chat/completions (`messages`);
+- the OpenAI API takes at most 4 stop strings: the first 4 are sent, and the answer is cut at all of them here;
+- each request carries `seed = request_seed(settings.seed, index)`, so n copies of a request sample differently;
+- requests run `concurrency` at a time; connection errors, timeouts, HTTP 429 and 5xx are retried `retries` times
+  with exponential backoff (`Retry-After` honoured); other 4xx are not retried; a non-JSON or malformed answer is an
+  error of that request;
+- the API key (the argument, else $OPENAI_API_KEY) goes in an `Authorization: Bearer` header and nowhere else: not
+  in `describe()`, not in logs, not in error messages (a server that echoes it gets it replaced by `***`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from repolm.errors import RepolmError, one_line
+from repolm.eval.records import DecodingSettings, Generation, GenerationRequest
+from repolm.tokenizer.special_tokens import FIM_BEGIN_TOKEN, FIM_END_TOKEN, FIM_HOLE_TOKEN
+
+if TYPE_CHECKING:
+    import torch
+
+    from repolm.model.llama import Transformer
+    from repolm.tokenizer import CodeTokenizer
+
+logger = logging.getLogger(__name__)
+
+DEEPSEEK_FIM_TEMPLATE = FIM_BEGIN_TOKEN + "{prefix}" + FIM_HOLE_TOKEN + "{suffix}" + FIM_END_TOKEN
+"""DeepSeek-Coder's PSM infilling prompt: `<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>`."""
+
+MAX_API_STOP_STRINGS = 4
+"""The OpenAI API refuses more than 4 stop strings."""
+
+HASH_CHUNK_BYTES = 1 << 24
+ERROR_BODY_CHARACTERS = 200
+"""An HTTP error message quotes at most this many characters of the response body."""
+MAX_BACKOFF_SECONDS = 60.0
+
+
+# -----------------------------------------------------------------------------
+# Shared helpers
+
+
+class Generator(ABC):
+    """Answers generation requests; see the module docstring for the contract."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What a results file records about this generator (JSON-serializable)."""
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest], settings: DecodingSettings) -> list[Generation]:
+        """One `Generation` per request, in request order; a failed request gets `error`, never an exception."""
+
+
+def request_seed(seed: int, *indices: int) -> int:
+    """A 31-bit seed derived from a run's seed and request indices (stable across processes and machines)."""
+    key = ",".join(str(number) for number in (seed, *indices)).encode()
+    digest = hashlib.blake2b(key, digest_size=8, person=b"repolm-eval").digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def cut_at_stop_strings(text: str, stop_strings: Sequence[str]) -> str:
+    """`text` up to (without) the first occurrence of any non-empty stop string."""
+    cut = min((position for position in (text.find(s) for s in stop_strings if s) if position >= 0), default=-1)
+    return text[:cut] if cut >= 0 else text
+
+
+def _check_settings(settings: DecodingSettings) -> None:
+    if settings.temperature < 0:
+        raise RepolmError(f"temperature must be >= 0, got {settings.temperature}")
+    if not 0.0 < settings.top_p <= 1.0:
+        raise RepolmError(f"top_p must be in (0, 1], got {settings.top_p}")
+
+
+def _check_request(request: GenerationRequest) -> None:
+    if request.kind not in ("completion", "chat", "infill"):
+        raise RepolmError(f"unknown request kind {request.kind!r} (completion, chat or infill)")
+    if request.max_new_tokens < 0:
+        raise RepolmError(f"max_new_tokens must be >= 0, got {request.max_new_tokens}")
+    if request.kind == "chat" and not request.messages:
+        raise RepolmError("a chat request needs at least one message")
+
+
+# -----------------------------------------------------------------------------
+# Local model folders
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" -> cuda when available, else cpu; other names as torch spells them ("cpu", "cuda:1")."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise RepolmError(f"device {name!r} is not a device ({one_line(error)})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RepolmError(f"device {name!r} was asked for, but no CUDA device is available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """ "auto" -> bfloat16 on GPUs, float32 on CPUs (bf16 matmuls are very slow on most CPUs); or a dtype name."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise RepolmError(f"dtype {name!r} is not one of: auto, {', '.join(dtypes)}")
+    return dtypes[name]
+
+
+def load_model_and_tokenizer(
+    model_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto"
+) -> tuple[Transformer, CodeTokenizer]:
+    """The model and tokenizer of a model folder (as `repolm generate` loads them); RepolmError on bad input."""
+    from repolm.hf_folder import load_pretrained
+    from repolm.tokenizer import CodeTokenizer
+
+    resolved_device = resolve_device(device)
+    model = load_pretrained(model_dir, device=resolved_device, dtype=resolve_dtype(dtype, resolved_device))
+    tokenizer = CodeTokenizer.load(model_dir)
+    if len(tokenizer) > model.config.vocab_size:
+        raise RepolmError(
+            f"{model_dir}: the tokenizer has {len(tokenizer)} ids but the model's vocab_size is "
+            f"{model.config.vocab_size}"
+        )
+    return model, tokenizer
+
+
+def weight_files(model_dir: str | os.PathLike) -> list[Path]:
+    """The weight files of a model folder, in the order `load_pretrained` prefers them: model.safetensors, the shards
+    of model.safetensors.index.json, pytorch_model.bin, the shards of pytorch_model.bin.index.json."""
+    from repolm.hf_folder import PYTORCH_INDEX_NAME, PYTORCH_NAME, SAFETENSORS_INDEX_NAME, SAFETENSORS_NAME
+
+    directory = Path(model_dir)
+    for single, index in ((SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME), (PYTORCH_NAME, PYTORCH_INDEX_NAME)):
+        if (directory / single).is_file():
+            return [directory / single]
+        if (directory / index).is_file():
+            try:
+                weight_map = json.loads((directory / index).read_text(encoding="utf-8"))["weight_map"]
+                return [directory / name for name in sorted(set(weight_map.values()))]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+                raise RepolmError(f"{directory / index}: no readable weight_map ({one_line(error)})") from None
+    raise RepolmError(f"{directory}: no weight files ({SAFETENSORS_NAME}, {PYTORCH_NAME} or their sharded indexes)")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 16 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(model_dir: str | os.PathLike) -> tuple[str, dict[str, str]]:
+    """(one hash of all weights, {file name: sha256}). One file: its own sha256 (what `sha256sum` prints); several:
+    the sha256 of the `sha256sum`-style lines "<hash>  <name>\\n" of the files in name order."""
+    hashes = {path.name: file_sha256(path) for path in weight_files(model_dir)}
+    if len(hashes) == 1:
+        return next(iter(hashes.values())), hashes
+    listing = "".join(f"{digest}  {name}\n" for name, digest in sorted(hashes.items()))
+    return hashlib.sha256(listing.encode()).hexdigest(), hashes
+
+
+class LocalGenerator(Generator):
+    """Generates with a model folder on this machine (see the module docstring for prompts, batching and seeds)."""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 8,
+        max_seq_len: int = 4096,
+        compile: bool = False,
+    ) -> None:
+        """`max_seq_len`: prompt plus new tokens, at most; longer prompts are cut (see the module docstring).
+        `compile`: decode steps through `torch.compile` (worth it on GPUs for long runs)."""
+        from repolm.infer.engine import Engine
+        from repolm.infer.text import TextGenerator
+
+        if batch_size < 1:
+            raise RepolmError(f"batch_size must be >= 1, got {batch_size}")
+        if max_seq_len < 2:
+            raise RepolmError(f"max_seq_len must be >= 2, got {max_seq_len}")
+        self.model_dir = Path(model_dir)
+        self.batch_size = batch_size
+        self.max_seq_len = max_seq_len
+        model, tokenizer = load_model_and_tokenizer(model_dir, device, dtype)
+        if max_seq_len > model.config.max_position_embeddings:
+            logger.warning(
+                "max_seq_len %d is longer than the model's max_position_embeddings %d",
+                max_seq_len,
+                model.config.max_position_embeddings,
+            )
+        self.tokenizer = tokenizer
+        self.text_generator = TextGenerator(Engine(model, compile=compile), tokenizer)
+        self._description: dict[str, Any] | None = None
+
+    # -- description ----------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """kind, model path, weight hashes, tokenizer hash, model config, parameters, device, dtype, batching."""
+        if self._description is None:
+            from repolm.tokenizer.tokenizer import TOKENIZER_FILE
+
+            model = self.text_generator.engine.model
+            config = model.config
+            combined, per_file = weights_sha256(self.model_dir)
+            self._description = {
+                "kind": "local",
+                "model": str(self.model_dir.resolve()),
+                "weights_sha256": combined,
+                "weight_files_sha256": per_file,
+                "tokenizer_sha256": file_sha256(self.model_dir / TOKENIZER_FILE),
+                "config": {
+                    "vocab_size": config.vocab_size,
+                    "hidden_size": config.hidden_size,
+                    "intermediate_size": config.intermediate_size,
+                    "num_hidden_layers": config.num_hidden_layers,
+                    "num_attention_heads": config.num_attention_heads,
+                    "num_key_value_heads": config.num_key_value_heads,
+                    "max_position_embeddings": config.max_position_embeddings,
+                    "rope_theta": config.rope_theta,
+                    "rope_scaling_factor": config.rope_scaling_factor,
+                },
+                "parameters": model.num_parameters(),
+                "device": str(self.text_generator.engine.device),
+                "dtype": str(model.embed_tokens.weight.dtype).removeprefix("torch."),
+                "batch_size": self.batch_size,
+                "max_seq_len": self.max_seq_len,
+            }
+        return copy.deepcopy(self._description)
+
+    # -- prompts --------------------------------------------------------------
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The token ids the model is given for `request`, cut to fit `max_seq_len` (RepolmError if impossible)."""
+        from repolm.infer.prompts import completion_prompt_ids, fim_prompt_ids
+
+        _check_request(request)
+        budget = self.max_seq_len - request.max_new_tokens
+        if budget < 1:
+            raise RepolmError(
+                f"max_new_tokens {request.max_new_tokens} leaves no room for a prompt in max_seq_len {self.max_seq_len}"
+            )
+        tokenizer = self.tokenizer
+        if request.kind == "infill":
+            ids = fim_prompt_ids(tokenizer, request.prefix, request.suffix, "psm")
+            if len(ids) <= budget:
+                return ids
+            return self._cut_infill(ids, request, budget)
+        if request.kind == "chat":
+            ids = tokenizer.encode(tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True))
+        else:
+            ids = completion_prompt_ids(tokenizer, request.prompt)
+        if not ids:
+            raise RepolmError("empty prompt (and the tokenizer adds no BOS): nothing to continue")
+        if len(ids) <= budget:
+            return ids
+        keep_head = 1 if ids[0] == tokenizer.bos_id else 0
+        if budget <= keep_head:
+            raise RepolmError(f"max_seq_len {self.max_seq_len} leaves no room for the prompt's text")
+        logger.warning(
+            "%s prompt of %d tokens cut to its last %d (max_seq_len %d - max_new_tokens %d)",
+            request.kind,
+            len(ids),
+            budget,
+            self.max_seq_len,
+            request.max_new_tokens,
+        )
+        return ids[:keep_head] + ids[len(ids) - (budget - keep_head) :]
+
+    def _cut_infill(self, ids: list[int], request: GenerationRequest, budget: int) -> list[int]:
+        """Drop prefix tokens from the left, then suffix tokens from the right, keeping BOS and the sentinels."""
+        prefix_ids, suffix_ids = self.tokenizer.encode(request.prefix), self.tokenizer.encode(request.suffix)
+        head = len(ids) - len(prefix_ids) - len(suffix_ids) - 2  # BOS (if any) and <｜fim▁begin｜>
+        hole, end = ids[head + len(prefix_ids)], ids[-1]
+        overflow = len(ids) - budget
+        drop_prefix = min(overflow, len(prefix_ids))
+        drop_suffix = overflow - drop_prefix
+        if drop_suffix > len(suffix_ids):
+            raise RepolmError(f"max_seq_len {self.max_seq_len} leaves no room for the infilling sentinels")
+        logger.warning(
+            "infilling prompt of %d tokens cut to %d: %d prefix tokens dropped at the start, %d suffix at the end",
+            len(ids),
+            budget,
+            drop_prefix,
+            drop_suffix,
+        )
+        return [*ids[:head], *prefix_ids[drop_prefix:], hole, *suffix_ids[: len(suffix_ids) - drop_suffix], end]
+
+    # -- generation -----------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest], settings: DecodingSettings) -> list[Generation]:
+        _check_settings(settings)
+        answers: list[Generation | None] = [None] * len(requests)
+        groups: dict[tuple[int, tuple[str, ...]], list[tuple[int, list[int]]]] = {}
+        for index, request in enumerate(requests):
+            try:
+                ids = self.prompt_ids(request)
+            except RepolmError as error:
+                answers[index] = Generation(text="", error=one_line(error))
+                continue
+            groups.setdefault((request.max_new_tokens, tuple(request.stop)), []).append((index, ids))
+        for (max_new_tokens, stop), items in groups.items():
+            items.sort(key=lambda item: (-len(item[1]), item[0]))  # longest first: memory trouble shows at once
+            for start in range(0, len(items), self.batch_size):
+                batch = items[start : start + self.batch_size]
+                for index, generation in self._run_batch(batch, max_new_tokens, stop, settings):
+                    answers[index] = generation
+        assert all(answer is not None for answer in answers)
+        return answers  # type: ignore[return-value]
+
+    def _run_batch(
+        self,
+        batch: list[tuple[int, list[int]]],
+        max_new_tokens: int,
+        stop: tuple[str, ...],
+        settings: DecodingSettings,
+    ) -> list[tuple[int, Generation]]:
+        from repolm.infer.sampling import SamplingParams
+
+        indices = [index for index, _ in batch]
+        params = SamplingParams(
+            max_new_tokens=max_new_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=None if settings.temperature == 0 else request_seed(settings.seed, *indices),
+        )
+        try:
+            texts = self.text_generator.generate_ids([ids for _, ids in batch], params, stop)
+        except Exception as error:  # e.g. out of memory: one batch must not end the run
+            if len(batch) > 1:
+                logger.warning("a batch of %d failed (%s); running it one by one", len(batch), one_line(error))
+                return [answer for item in batch for answer in self._run_batch([item], max_new_tokens, stop, settings)]
+            logger.warning("request %d failed: %s", indices[0], one_line(error))
+            return [(indices[0], Generation(text="", error=f"generation failed: {one_line(error)}"))]
+        return [(index, Generation(text=text)) for index, text in zip(indices, texts, strict=True)]
+
+
+# -----------------------------------------------------------------------------
+# OpenAI-compatible endpoints
+
+
+class _RequestFailed(Exception):
+    """One request's final failure; the message is its one-line error."""
+
+
+class EndpointGenerator(Generator):
+    """Generates through an OpenAI-compatible HTTP server (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        api_key: str | None = None,
+        timeout_seconds: float = 120.0,
+        retries: int = 3,
+        concurrency: int = 4,
+        *,
+        backoff_seconds: float = 1.0,
+        fim_template: str = DEEPSEEK_FIM_TEMPLATE,
+    ) -> None:
+        """`url`: the server's base URL, with or without a trailing /v1. `retries`: further attempts after the first
+        (so 1 + retries in all). `timeout_seconds`: httpx's limit on connecting, and on each read and write (not on
+        the whole answer). `backoff_seconds`: the wait before the first retry, doubled for each further one.
+        `fim_template`: the infilling prompt, with the fields {prefix} and {suffix}."""
+        base = url.strip().rstrip("/")
+        base = base.removesuffix("/v1").rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise RepolmError(f"endpoint url {url!r} must start with http:// or https://")
+        try:
+            parsed = httpx.URL(base)
+        except httpx.InvalidURL as error:
+            raise RepolmError(f"endpoint url {url!r} is not a URL ({one_line(error)})") from None
+        if not parsed.host:
+            raise RepolmError(f"endpoint url {url!r} has no host")
+        if not model_name:
+            raise RepolmError("the endpoint needs a model name (the server's name of the model)")
+        if timeout_seconds <= 0:
+            raise RepolmError(f"timeout_seconds must be > 0, got {timeout_seconds}")
+        if retries < 0:
+            raise RepolmError(f"retries must be >= 0, got {retries}")
+        if concurrency < 1:
+            raise RepolmError(f"concurrency must be >= 1, got {concurrency}")
+        if backoff_seconds < 0:
+            raise RepolmError(f"backoff_seconds must be >= 0, got {backoff_seconds}")
+        try:
+            fields_ok = fim_template.format(prefix="\0p", suffix="\0s")
+        except (KeyError, IndexError, ValueError) as error:
+            raise RepolmError(f"fim_template {fim_template!r} is not valid: {one_line(error)}") from None
+        if "\0p" not in fields_ok or "\0s" not in fields_ok:
+            raise RepolmError(f"fim_template {fim_template!r} must contain {{prefix}} and {{suffix}}")
+        self.base_url = base
+        self.model_name = model_name
+        self.timeout_seconds = float(timeout_seconds)
+        self.retries = retries
+        self.concurrency = concurrency
+        self.backoff_seconds = float(backoff_seconds)
+        self.fim_template = fim_template
+        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+
+    def __repr__(self) -> str:
+        return f"EndpointGenerator(url={self._public_url()!r}, model_name={self.model_name!r})"
+
+    def _public_url(self) -> str:
+        """The base URL without any user:password part."""
+        return str(httpx.URL(self.base_url).copy_with(username=None, password=None))
+
+    def describe(self) -> dict[str, Any]:
+        """kind, url, model name and the client's settings; never the API key."""
+        return {
+            "kind": "endpoint",
+            "url": self._public_url(),
+            "model": self.model_name,
+            "api_key": "set" if self._api_key else "none",
+            "timeout_seconds": self.timeout_seconds,
+            "retries": self.retries,
+            "concurrency": self.concurrency,
+            "fim_template": self.fim_template,
+        }
+
+    def _redact(self, message: str) -> str:
+        return message.replace(self._api_key, "***") if self._api_key else message
+
+    def request_body(self, request: GenerationRequest, settings: DecodingSettings, index: int) -> tuple[str, dict]:
+        """(path, JSON body) of the API call for one request."""
+        _check_request(request)
+        body: dict[str, Any] = {"model": self.model_name}
+        if request.kind == "chat":
+            path = "/v1/chat/completions"
+            body["messages"] = [dict(message) for message in request.messages]
+        else:
+            path = "/v1/completions"
+            if request.kind == "infill":
+                body["prompt"] = self.fim_template.format(prefix=request.prefix, suffix=request.suffix)
+            else:
+                body["prompt"] = request.prompt
+        body.update(
+            max_tokens=request.max_new_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=request_seed(settings.seed, index),
+            n=1,
+        )
+        stop = [s for s in request.stop if s]
+        if stop:
+            body["stop"] = stop[:MAX_API_STOP_STRINGS]
+        return path, body
+
+    def generate(self, requests: Sequence[GenerationRequest], settings: DecodingSettings) -> list[Generation]:
+        _check_settings(settings)
+        if not requests:
+            return []
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        # one client for all worker threads (httpx.Client is thread-safe), closed with its connections at the end
+        with (
+            httpx.Client(timeout=self.timeout_seconds, headers=headers, limits=limits) as client,
+            ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="endpoint") as pool,
+        ):
+            futures = [
+                pool.submit(self._answer, client, request, settings, index) for index, request in enumerate(requests)
+            ]
+            return [future.result() for future in futures]
+
+    def _answer(
+        self, client: httpx.Client, request: GenerationRequest, settings: DecodingSettings, index: int
+    ) -> Generation:
+        try:
+            path, body = self.request_body(request, settings, index)
+            data = self._post(client, path, body)
+            text = self._text(data, chat=request.kind == "chat")
+        except (RepolmError, _RequestFailed) as error:
+            message = self._redact(one_line(error))
+            logger.warning("request %d: %s", index, message)
+            return Generation(text="", error=message)
+        return Generation(text=cut_at_stop_strings(text, request.stop))
+
+    def _post(self, client: httpx.Client, path: str, body: dict) -> Any:
+        """The JSON answer of one API call, with retries; raises `_RequestFailed` with a one-line reason."""
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            retry_after = 0.0
+            try:
+                response = client.post(self.base_url + path, json=body)
+            except httpx.TimeoutException as error:
+                reason = f"timed out after {self.timeout_seconds:g} s ({type(error).__name__}) on POST {path}"
+            except httpx.TransportError as error:
+                reason = f"connection failed on POST {path} ({type(error).__name__}: {one_line(error)})"
+            except httpx.HTTPError as error:  # e.g. an invalid URL or header: retrying would not help
+                raise _RequestFailed(f"POST {path} failed ({type(error).__name__}: {one_line(error)})") from None
+            else:
+                if response.is_success:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        excerpt = " ".join(response.text[:ERROR_BODY_CHARACTERS].split())
+                        raise _RequestFailed(f"malformed answer to POST {path}: not JSON ({excerpt!r})") from None
+                excerpt = " ".join(response.text[:ERROR_BODY_CHARACTERS].split())
+                reason = f"HTTP {response.status_code} {response.reason_phrase} on POST {path}: {excerpt}".rstrip(": ")
+                if response.status_code != 429 and response.status_code < 500:
+                    raise _RequestFailed(reason)
+                retry_after = _retry_after_seconds(response)
+            if attempt + 1 == attempts:
+                raise _RequestFailed(f"{reason} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+            wait = min(max(self.backoff_seconds * 2**attempt, retry_after), MAX_BACKOFF_SECONDS)
+            logger.info("%s; retry %d of %d in %.1f s", self._redact(reason), attempt + 1, self.retries, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _text(data: Any, chat: bool) -> str:
+        """The generated text of an API answer; `_RequestFailed` naming what is missing or malformed."""
+        if not isinstance(data, dict):
+            raise _RequestFailed(f"malformed answer: expected a JSON object, got {type(data).__name__}")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            if "error" in data:
+                error = data["error"]
+                detail = error.get("message", error) if isinstance(error, dict) else error
+                raise _RequestFailed("the server answered an error: " + " ".join(str(detail).split()))
+            raise _RequestFailed("malformed answer: no choices")
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise _RequestFailed("malformed answer: choices[0] is not an object")
+        if chat:
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+            field = "choices[0].message.content"
+        else:
+            text, field = choice.get("text"), "choices[0].text"
+        if not isinstance(text, str):
+            raise _RequestFailed(f"malformed answer: {field} is {type(text).__name__}, not a string")
+        return text
+
+
+def _retry_after_seconds(response: httpx.Response) -> float:
+    """The server's Retry-After in seconds, when it gives a number; 0 otherwise."""
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return 0.0

