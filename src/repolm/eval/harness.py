@@ -203,7 +203,8 @@ def _read_generated_samples(path: Path) -> list[Sample]:
     if not path.exists():
         return []
     samples, good_lines = [], []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for line in lines:
         try:
             record = json.loads(line)
             sample = Sample(
@@ -221,7 +222,8 @@ def _read_generated_samples(path: Path) -> list[Sample]:
             continue
         samples.append(sample)
         good_lines.append(line)
-    write_file_atomically(path, "".join(good_lines))
+    if len(good_lines) < len(lines):  # rewrite only when a cut line has to go
+        write_file_atomically(path, "".join(good_lines))
     return samples
 
 
@@ -466,8 +468,7 @@ def evaluate(
     )
     scored = {sample.task_id for sample in samples}
     summary: dict[str, Any] = {
-        **settings,
-        "problems": len(problems),
+        **{key: value for key, value in settings.items() if key not in ("problems", "request")},
         "problems_without_samples": [problem.task_id for problem in problems if problem.task_id not in scored],
         "settings": {
             **settings["request"],
@@ -494,8 +495,7 @@ def evaluate(
             "pass@1": {model: value / 100 for model, value in reference.items()},
             "source": "DeepSeek-Coder paper (greedy pass@1)",
         }
-    summary["problems"] = len(problems)
-    summary.pop("request", None)
+    summary["problems"] = len(problems)  # summarize_results counts only problems with samples
     write_file_atomically(output / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     write_report(summary, results, output)
     if summary["problems_without_samples"]:
