@@ -8,8 +8,12 @@ Measures decode tokens/s (prefill excluded) with greedy decoding and a KV cache:
 
 `small` also runs `Engine(compile=True)` (decode steps through torch.compile; compile time excluded, as a
 server pays it once). Both systems share one set of weight tensors (no second copy).
-Run: `python benchmarks/bench_generate.py` (options: --skip-1.3b, --no-compile, --new-tokens N, --threads N,
---json FILE).
+
+On a GPU (`--device cuda`, bf16 by default there) the same measurements run on the device, `deepseek-coder-1.3b`
+at batch 1 and 8, both with and without compile, and the bound uses the device's bandwidth (a bf16 matrix-vector
+product of 1 GiB on the device).
+Run: `python benchmarks/bench_generate.py` (options: --device, --dtype, --skip-1.3b, --no-compile, --new-tokens N,
+--threads N, --json FILE).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from repolm.hf_folder import config_to_hf, to_hf_state_dict
+from repolm.infer.devices import resolve_device, resolve_dtype
 from repolm.infer.engine import Engine
 from repolm.infer.sampling import SamplingParams
 from repolm.model import build_model, preset_config
@@ -54,7 +59,7 @@ def time_ours(engine: Engine, prompts: list[list[int]], new_tokens: int, repeats
 
 
 def time_transformers(model: LlamaForCausalLM, prompts: list[list[int]], new_tokens: int, repeats: int) -> float:
-    ids = torch.tensor(prompts)
+    ids = torch.tensor(prompts, device=model.device)
 
     def run(n: int) -> float:
         start = time.perf_counter()
@@ -66,25 +71,41 @@ def time_transformers(model: LlamaForCausalLM, prompts: list[list[int]], new_tok
     return min((run(new_tokens) - run(1)) / (new_tokens - 1) for _ in range(repeats))
 
 
-def matvec_bandwidth(bytes_: int = 1 << 30) -> float:
-    """Bytes/s of a large fp32 matrix-vector product (reads the matrix once), best of 5."""
-    rows = bytes_ // 4 // 4096
-    matrix, vector = torch.randn(rows, 4096), torch.randn(4096)
+def matvec_bandwidth(device: torch.device, dtype: torch.dtype, bytes_: int = 1 << 30) -> float:
+    """Bytes/s of a large matrix-vector product (reads the matrix once) in `dtype` on `device`, best of 5."""
+    rows = bytes_ // dtype.itemsize // 4096
+    matrix = torch.randn(rows, 4096, device=device, dtype=dtype)
+    vector = torch.randn(4096, device=device, dtype=dtype)
     torch.mv(matrix, vector)
     best = float("inf")
     for _ in range(5):
+        synchronize(device)
         start = time.perf_counter()
         torch.mv(matrix, vector)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return matrix.numel() * 4 / best
+    return matrix.numel() * dtype.itemsize / best
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bench_preset(
-    name: str, batches: list[int], new_tokens: int, repeats: int, prompt_length: int, compile: bool
+    name: str,
+    batches: list[int],
+    new_tokens: int,
+    repeats: int,
+    prompt_length: int,
+    compile: bool,
+    device: torch.device,
+    dtype: torch.dtype,
 ) -> list[dict]:
     config = preset_config(name)
-    print(f"\n{name}: {config.num_parameters / 1e6:.1f}M parameters, fp32", flush=True)
-    model = build_model(config, seed=0)
+    dtype_name = str(dtype).removeprefix("torch.")
+    print(f"\n{name}: {config.num_parameters / 1e6:.1f}M parameters, {dtype_name} on {device}", flush=True)
+    model = build_model(config, device=device, dtype=dtype, seed=0)
     twin = transformers_twin(model)
     engine = Engine(model)
     compiled = Engine(model, compile=True) if compile else None
@@ -96,6 +117,8 @@ def bench_preset(
         theirs = time_transformers(twin, prompts, new_tokens, repeats)
         row = dict(
             model=name,
+            device=str(device),
+            dtype=dtype_name,
             batch=batch,
             repolm_tokens_per_s=batch / ours,
             transformers_tokens_per_s=batch / theirs,
@@ -112,15 +135,19 @@ def bench_preset(
         rows.append(row)
         print(line, flush=True)
     if "deepseek" in name:
-        bandwidth = matvec_bandwidth()
+        bandwidth = matvec_bandwidth(device, dtype)
         # per step every weight matrix is read once, except the embedding table (one row per token)
-        weight_bytes = (config.num_parameters - config.vocab_size * config.hidden_size) * 4
+        weight_bytes = (config.num_parameters - config.vocab_size * config.hidden_size) * dtype.itemsize
         bound = bandwidth / weight_bytes
         fraction = rows[0]["repolm_tokens_per_s"] / bound
         rows[0].update(bandwidth_gb_s=bandwidth / 1e9, bound_tokens_per_s=bound, fraction_of_bound=fraction)
+        reached = f"repolm reaches {fraction:.0%} of it"
+        if "repolm_compiled_tokens_per_s" in rows[0]:
+            rows[0]["compiled_fraction_of_bound"] = rows[0]["repolm_compiled_tokens_per_s"] / bound
+            reached += f" (compiled: {rows[0]['compiled_fraction_of_bound']:.0%})"
         print(
-            f"  bandwidth (fp32 matvec) {bandwidth / 1e9:.1f} GB/s, {weight_bytes / 1e9:.2f} GB of weights per step "
-            f"-> bound {bound:.2f} tok/s; repolm reaches {fraction:.0%} of it",
+            f"  bandwidth ({dtype_name} matvec) {bandwidth / 1e9:.1f} GB/s, "
+            f"{weight_bytes / 1e9:.2f} GB of weights per step -> bound {bound:.2f} tok/s at batch 1; {reached}",
             flush=True,
         )
     del model, twin, engine, compiled
@@ -133,16 +160,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-1.3b", dest="skip_large", action="store_true")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip Engine(compile=True)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device, "--device")
+    dtype = resolve_dtype(args.dtype, device, "--dtype")
+    on_gpu = device.type == "cuda"
+    machine = torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine()
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, python {sys.version.split()[0]}"
+        f"machine: {machine}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"python {sys.version.split()[0]}"
     )
-    results = bench_preset("small", [1, 8], args.new_tokens, repeats=3, prompt_length=32, compile=args.compile)
+    # on GPUs, prompt + new tokens fit one compile bucket (64): one compiled graph per batch size
+    results = bench_preset("small", [1, 8], args.new_tokens, 3, 16 if on_gpu else 32, args.compile, device, dtype)
     if not args.skip_large:
-        results += bench_preset("deepseek-coder-1.3b", [1], 8, repeats=2, prompt_length=16, compile=False)
+        # on CPUs a 1.3B decode step takes ~0.2 s: a few tokens at batch 1 suffice; on GPUs batch 8 and compile too
+        batches, new_tokens = ([1, 8], args.new_tokens) if on_gpu else ([1], 8)
+        results += bench_preset(
+            "deepseek-coder-1.3b", batches, new_tokens, 3 if on_gpu else 2, 16, args.compile and on_gpu, device, dtype
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -39,41 +39,16 @@ stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer
 # shared helpers
 
 
-def _resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise RepolmError(f"--device {name!r} is not a device ({error})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RepolmError("--device cuda was asked for, but no CUDA device is available")
-    return device
-
-
-def _resolve_dtype(name: str, device):
-    import torch
-
-    if name == "auto":
-        # bf16 on GPUs; fp32 on CPUs, where bf16 matmuls are ~100x slower without AVX512-BF16/AMX
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise RepolmError(f"--dtype {name!r} is not one of: auto, {', '.join(dtypes)}")
-    return dtypes[name]
-
-
 def _load_generator(args: argparse.Namespace):
     """The model folder's model and tokenizer (or --tokenizer's), as a `TextGenerator`."""
     from repolm.hf_folder import load_pretrained
+    from repolm.infer.devices import resolve_device, resolve_dtype
     from repolm.infer.engine import Engine
     from repolm.infer.text import TextGenerator
     from repolm.tokenizer import CodeTokenizer
 
-    device = _resolve_device(args.device)
-    dtype = _resolve_dtype(args.dtype, device)
+    device = resolve_device(args.device, "--device")
+    dtype = resolve_dtype(args.dtype, device, "--dtype")
     model = load_pretrained(args.model, device=device, dtype=dtype)
     tokenizer = CodeTokenizer.load(args.tokenizer or args.model)
     if len(tokenizer) > model.config.vocab_size:

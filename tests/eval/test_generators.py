@@ -108,6 +108,23 @@ def test_local_batching_does_not_change_greedy_texts(tiny_model_dir: Path, greed
     assert reversed_texts == greedy_texts[::-1]
 
 
+@pytest.mark.gpu
+def test_local_on_cuda_gives_the_cpu_greedy_texts(tiny_model_dir: Path, greedy_texts: list[str], monkeypatch):
+    """fp32 on a CUDA device (no TF32): the CPU's texts; bf16 (the GPU default) runs and is recorded as such."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (run on a GPU machine)")
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    on_cuda = LocalGenerator(tiny_model_dir, device="cuda", dtype="float32", batch_size=8, max_seq_len=512)
+    assert [g.text for g in on_cuda.generate(mixed_requests(), GREEDY)] == greedy_texts
+    default = LocalGenerator(tiny_model_dir, batch_size=8, max_seq_len=512)
+    generations = default.generate(mixed_requests(), GREEDY)
+    assert all(g.error is None for g in generations), generations
+    description = default.describe()
+    assert description["device"].startswith("cuda") and description["dtype"] == "bfloat16", description
+
+
 def test_local_stop_strings_cut_the_text(local: LocalGenerator):
     request = GenerationRequest("completion", prompt="def fibonacci(n):", max_new_tokens=40)
     [full] = local.generate([request], GREEDY)

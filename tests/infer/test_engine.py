@@ -16,8 +16,21 @@ from repolm.model import ModelConfig, build_model
 
 VOCAB = 211
 
+# the id-level parity tests also run on a CUDA device when one is present (marked `gpu`: `pytest -m gpu`)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
-def _pair(num_kv_heads: int, rope_scaling_factor: float) -> tuple:
+
+@pytest.fixture
+def device(request, monkeypatch) -> torch.device:
+    """The device of a parametrized test; CUDA runs in exact fp32 (no TF32), like the CPU."""
+    if request.param == "cuda":
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device (run on a GPU machine)")
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    return torch.device(request.param)
+
+
+def _pair(num_kv_heads: int, rope_scaling_factor: float, device: str | torch.device = "cpu") -> tuple:
     config = ModelConfig(
         vocab_size=VOCAB,
         hidden_size=64,
@@ -34,7 +47,7 @@ def _pair(num_kv_heads: int, rope_scaling_factor: float) -> tuple:
     hf_config._attn_implementation = "sdpa"
     reference = LlamaForCausalLM(hf_config).eval()
     reference.load_state_dict(to_hf_state_dict(ours), strict=True)
-    return ours, reference
+    return ours.to(device), reference.to(device)
 
 
 def _prompts(lengths: tuple[int, ...], seed: int = 0) -> list[list[int]]:
@@ -44,8 +57,9 @@ def _prompts(lengths: tuple[int, ...], seed: int = 0) -> list[list[int]]:
 
 def _hf_greedy(reference: LlamaForCausalLM, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
     length = max(len(p) for p in prompts)
-    ids = torch.tensor([[0] * (length - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts])
+    device = reference.device
+    ids = torch.tensor([[0] * (length - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts], device=device)
     with torch.no_grad():
         out = reference.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
@@ -53,9 +67,10 @@ def _hf_greedy(reference: LlamaForCausalLM, prompts: list[list[int]], new_tokens
     return out[:, length:].tolist()
 
 
+@pytest.mark.parametrize("device", DEVICES, indirect=True)
 @pytest.mark.parametrize("num_kv_heads,rope_scaling_factor", [(4, 1.0), (2, 4.0)])
-def test_greedy_matches_transformers_at_batch_1_and_4(num_kv_heads, rope_scaling_factor):
-    ours, reference = _pair(num_kv_heads, rope_scaling_factor)
+def test_greedy_matches_transformers_at_batch_1_and_4(num_kv_heads, rope_scaling_factor, device):
+    ours, reference = _pair(num_kv_heads, rope_scaling_factor, device)
     engine = Engine(ours)
     params = SamplingParams(max_new_tokens=32)
     single = _prompts((13,))
@@ -154,9 +169,10 @@ def test_bad_prompts_and_params_are_rejected():
     assert engine.generate([[1, 2]], SamplingParams(max_new_tokens=0)) == [[]]
 
 
-def test_compiled_fixed_shape_decoding_equals_eager():
+@pytest.mark.parametrize("device", DEVICES, indirect=True)
+def test_compiled_fixed_shape_decoding_equals_eager(device):
     """Engine(compile=True): fixed-shape decode steps through torch.compile give the eager engine's tokens."""
-    ours, _ = _pair(2, 4.0)
+    ours, _ = _pair(2, 4.0, device)
     eager, compiled = Engine(ours), Engine(ours, compile=True)
     batch = _prompts((5, 17, 9), seed=6)
     params = SamplingParams(max_new_tokens=20)
@@ -166,3 +182,19 @@ def test_compiled_fixed_shape_decoding_equals_eager():
     stop_token = free[1][3]
     params = SamplingParams(max_new_tokens=20, stop_token_ids=(stop_token,))
     assert compiled.generate(batch, params) == eager.generate(batch, params)
+
+
+def test_cuda_graph_mode_reuses_its_cache_across_requests():
+    """With `cuda_graphs=True` (the default on CUDA) the cache of a shape is kept and reused by the next request of
+    that shape; results equal the eager engine's, whatever the order of shapes. (On CPU no graph is captured, but
+    the cache reuse runs.)"""
+    ours, _ = _pair(2, 4.0)
+    eager, graphed = Engine(ours), Engine(ours, compile=True, cuda_graphs=True)
+    first, second = _prompts((5, 17, 9), seed=7), _prompts((11, 4), seed=8)
+    params = SamplingParams(max_new_tokens=12)
+    expected_first, expected_second = eager.generate(first, params), eager.generate(second, params)
+    assert graphed.generate(first, params) == expected_first
+    cache = graphed._static_cache
+    assert graphed.generate(first, params) == expected_first and graphed._static_cache is cache  # reused
+    assert graphed.generate(second, params) == expected_second and graphed._static_cache is not cache
+    assert graphed.generate(first, params) == expected_first

@@ -172,6 +172,42 @@ def test_kill_9_and_resume_is_bit_exact(reference, tmp_path):
     assert_same_run(tmp_path / "run", reference_dir)
 
 
+def _tail_and_validation(run_dir: Path) -> tuple[float, float]:
+    """The mean loss of the last 20 steps (5120 tokens: steadier than one step's) and the last validation loss."""
+    records = read_metrics(run_dir)
+    losses = [r["loss"] for r in records if "loss" in r]
+    return sum(losses[-20:]) / 20, [r["val_loss"] for r in records if "val_loss" in r][-1]
+
+
+@pytest.mark.gpu
+def test_cuda_training_follows_the_cpu_run(reference, tmp_path):
+    """The reference run on a CUDA device, in fp32 and in bf16 autocast with torch.compile (stopped at step 110 and
+    resumed): both reach the CPU run's loss within what float reordering, bf16 and non-deterministic GPU kernels
+    allow over 200 steps; MFU is against the measured bf16 peak."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (run on a GPU machine)")
+    _, reference_dir, overrides = reference
+    cpu = _tail_and_validation(reference_dir)
+    overrides = {**overrides, "device": "cuda"}
+    overrides.pop("logging.peak_flops")  # measured at start: the GPU's bf16 matmul peak
+    fp32_dir, bf16_dir = tmp_path / "fp32", tmp_path / "bf16"
+    assert train(load_train_config(None, {**overrides, "run_dir": str(fp32_dir), "precision": "fp32"})).steps == STEPS
+    bf16 = load_train_config(None, {**overrides, "run_dir": str(bf16_dir), "parallel.compile": True})
+    assert train(bf16, stop_at_step=110).steps == 110
+    assert train(bf16, resume=True).steps == STEPS
+    on_cuda = {"fp32": _tail_and_validation(fp32_dir), "bf16": _tail_and_validation(bf16_dir)}
+    print(f"\nlast-20-step mean loss, validation loss: cpu {cpu}, cuda {on_cuda}")
+    records = read_metrics(bf16_dir)
+    assert records[0]["event"] == "start" and records[0]["peak_flops"] > 1e13, records[0]  # a GPU's bf16 rate
+    train_lines = [r for r in records if "loss" in r]
+    assert [r["step"] for r in train_lines] == list(range(1, STEPS + 1))
+    assert all(r["mfu"] > 0 for r in train_lines)
+    for precision, tolerance in (("fp32", 0.1), ("bf16", 0.2)):
+        tail, validation = on_cuda[precision]
+        assert tail == pytest.approx(cpu[0], abs=tolerance), precision
+        assert validation == pytest.approx(cpu[1], abs=tolerance), precision
+
+
 def _readable(path: Path) -> list[dict]:
     """The complete lines of a file another process is appending to."""
     text = path.read_text(encoding="utf-8")

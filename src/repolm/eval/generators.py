@@ -57,8 +57,6 @@ from repolm.eval.records import DecodingSettings, Generation, GenerationRequest
 from repolm.tokenizer.special_tokens import FIM_BEGIN_TOKEN, FIM_END_TOKEN, FIM_HOLE_TOKEN
 
 if TYPE_CHECKING:
-    import torch
-
     from repolm.model.llama import Transformer
     from repolm.tokenizer import CodeTokenizer
 
@@ -125,38 +123,12 @@ def _check_request(request: GenerationRequest) -> None:
 # Local model folders
 
 
-def resolve_device(name: str) -> torch.device:
-    """ "auto" -> cuda when available, else cpu; other names as torch spells them ("cpu", "cuda:1")."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise RepolmError(f"device {name!r} is not a device ({one_line(error)})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RepolmError(f"device {name!r} was asked for, but no CUDA device is available")
-    return device
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """ "auto" -> bfloat16 on GPUs, float32 on CPUs (bf16 matmuls are very slow on most CPUs); or a dtype name."""
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise RepolmError(f"dtype {name!r} is not one of: auto, {', '.join(dtypes)}")
-    return dtypes[name]
-
-
 def load_model_and_tokenizer(
     model_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto"
 ) -> tuple[Transformer, CodeTokenizer]:
     """The model and tokenizer of a model folder (as `repolm generate` loads them); RepolmError on bad input."""
     from repolm.hf_folder import load_pretrained
+    from repolm.infer.devices import resolve_device, resolve_dtype
     from repolm.tokenizer import CodeTokenizer
 
     resolved_device = resolve_device(device)

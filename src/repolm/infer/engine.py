@@ -15,7 +15,9 @@ How a batch runs:
 With `Engine(model, compile=True)` decode steps run through `torch.compile` instead: every step has the same
 shapes (the cache is written at a slot index and attended over its full, bucketed length under a mask, and
 finished rows stay in the batch), so a graph is compiled once per batch size and length bucket and then
-replayed without Python overhead. The first request of a shape pays the compile time.
+replayed without Python overhead. The first request of a shape pays the compile time. On CUDA the compiled step
+is also captured as a CUDA graph (`mode="reduce-overhead"`: one launch per step instead of one per kernel); the
+KV cache then stays allocated between requests of the same shape, so the graph's addresses stay valid.
 """
 
 from __future__ import annotations
@@ -51,14 +53,20 @@ class StepOutput:
 class Engine:
     """Generates continuations of token-id prompts with a `Transformer`."""
 
-    def __init__(self, model: Transformer, compile: bool = False) -> None:
-        """`compile=True` runs decode steps through `torch.compile` with fixed shapes (see the module doc)."""
+    def __init__(self, model: Transformer, compile: bool = False, cuda_graphs: bool | None = None) -> None:
+        """`compile=True` runs decode steps through `torch.compile` with fixed shapes (see the module doc);
+        `cuda_graphs` (default: on CUDA devices) also replays each compiled step as a CUDA graph."""
         self.model = model.eval()
         self.config = model.config
         self.device = model.embed_tokens.weight.device
         self.compile = compile
+        self.cuda_graphs = compile and (self.device.type == "cuda" if cuda_graphs is None else cuda_graphs)
         # one compiled graph per (batch size, cache length bucket); the prefill stays eager
-        self._compiled_model = torch.compile(model, dynamic=False) if compile else None
+        self._compiled_model = None
+        if compile:
+            mode = "reduce-overhead" if self.cuda_graphs else None
+            self._compiled_model = torch.compile(model, dynamic=False, mode=mode)
+        self._static_cache: KVCache | None = None  # CUDA graphs: the last request's cache, reused by the same shape
 
     @torch.inference_mode()
     def stream(
@@ -110,8 +118,7 @@ class Engine:
             seen = torch.zeros(batch_size, self.config.vocab_size, dtype=torch.bool, device=device)
             seen.scatter_(1, input_ids, key_valid[:, :prompt_length])
 
-        dtype = self.model.embed_tokens.weight.dtype
-        cache = KVCache(self.config, batch_size, total_length, device, dtype)
+        cache = self._new_cache(batch_size, total_length)
         logits = self.model(input_ids, positions, attention_mask, cache, last_position_only=True)[:, -1]  # (B, V)
         next_positions = positions[:, -1] + 1  # (B,)
 
@@ -161,6 +168,8 @@ class Engine:
                 # fixed shapes: write at slot `length`, attend over all slots, mask the unwritten and padding
                 cache.slot = slot_index[cache.length : cache.length + 1]
                 step_mask = (key_valid & (slot_index <= cache.length))[:, None, None, :]  # (B, 1, 1, S_max)
+                if self.cuda_graphs:  # the previous step's logits (graph output) are consumed: replay over them
+                    torch.compiler.cudagraph_mark_step_begin()
                 logits = self._compiled_model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]
                 cache.length += 1
             else:
@@ -169,6 +178,22 @@ class Engine:
                     step_mask = key_valid[:, None, None, : cache.length + 1]  # (B, 1, 1, S)
                 logits = self.model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]  # (B, V)
             next_positions = next_positions + 1
+
+    def _new_cache(self, batch_size: int, total_length: int) -> KVCache:
+        """A KV cache for a request; with CUDA graphs, the previous one when the shape is the same (its slots are
+        overwritten by the prefill or hidden by the mask), its tensors marked as static graph inputs."""
+        dtype = self.model.embed_tokens.weight.dtype
+        if not self.cuda_graphs:
+            return KVCache(self.config, batch_size, total_length, self.device, dtype)
+        cache = self._static_cache
+        if cache is None or (cache.keys[0].shape[0], cache.max_length) != (batch_size, total_length):
+            self._static_cache = None  # free the old one before allocating
+            cache = KVCache(self.config, batch_size, total_length, self.device, dtype)
+            for tensor in cache.keys + cache.values:
+                torch._dynamo.mark_static_address(tensor, guard=False)
+            self._static_cache = cache
+        cache.length, cache.slot = 0, None
+        return cache
 
     def generate(
         self,
