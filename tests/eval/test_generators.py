@@ -207,8 +207,11 @@ def test_local_sampling_is_seeded(tiny_model_dir: Path, local: LocalGenerator):
     assert len(set(first)) == 4  # the copies are different samples
     other_seed = [g.text for g in local.generate(copies, DecodingSettings(temperature=1.0, top_p=0.95, seed=8))]
     assert other_seed != first
-    # batch_size 1: a request's sample depends on the seed and its index only, not on its neighbours
+    # a request's sample depends on the seed and its index only, not on its neighbours nor on the batching
     single = LocalGenerator(tiny_model_dir, device="cpu", batch_size=1, max_seq_len=512)
+    assert [g.text for g in single.generate(copies, SAMPLED)] == first
+    mixed = [g.text for g in local.generate(mixed_requests(), SAMPLED)]
+    assert [g.text for g in single.generate(mixed_requests(), SAMPLED)] == mixed
     alone = single.generate([request], SAMPLED)[0].text
     with_neighbours = single.generate([request, GenerationRequest("completion", prompt="import os\n")], SAMPLED)
     assert with_neighbours[0].text == alone

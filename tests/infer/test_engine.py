@@ -130,6 +130,21 @@ def test_seeded_sampling_is_reproducible_and_varies_with_seed():
     assert first != engine.generate(batch, SamplingParams(**params, seed=8))
 
 
+def test_per_row_seeds_make_samples_independent_of_the_batch():
+    ours, _ = _pair(2, 1.0)
+    engine = Engine(ours)
+    batch = _prompts((5, 9, 14), seed=9)
+    params = SamplingParams(max_new_tokens=16, temperature=1.5, top_k=50, top_p=0.95)
+    seeds = [11, 12, 13]
+    together = engine.generate(batch, params, seeds=seeds)
+    alone = [engine.generate([prompt], params, seeds=[seed])[0] for prompt, seed in zip(batch, seeds, strict=True)]
+    assert together == alone
+    assert engine.generate(batch[::-1], params, seeds=[13, 12, 11]) == together[::-1]
+    assert together[0] != engine.generate(batch, params, seeds=[14, 12, 13])[0]
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        engine.generate(batch, params, seeds=[1])
+
+
 def test_top_k_top_p_and_repetition_penalty_match_transformers():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 300, generator=generator) * 3

@@ -29,8 +29,8 @@ class CountingEngine(Engine):
 
     steps = 0
 
-    def stream(self, prompts, params, stop=None):
-        for step in super().stream(prompts, params, stop):
+    def stream(self, prompts, params, stop=None, seeds=None):
+        for step in super().stream(prompts, params, stop, seeds):
             self.steps += 1
             yield step
 

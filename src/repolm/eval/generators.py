@@ -18,11 +18,9 @@ record about the generator.
 - requests with the same `max_new_tokens` and stop strings run in batches of `batch_size` prompts of similar length
   (sorted by length), and the answers are put back in request order; generation ends at `<｜end▁of▁sentence｜>` or
   `<|EOT|>` and the text is cut before the first stop string;
-- greedy decoding (temperature 0) does not depend on batching: the engine gives a padded row the logits it would have
-  alone. Sampling is seeded and reproducible for the same requests, settings and `batch_size`: the engine draws a
-  batch's tokens from one random generator, seeded with `request_seed(settings.seed, *indices of the batch's
-  requests)`. With `batch_size=1` each request's seed is `request_seed(settings.seed, index)`, so its sample does not
-  depend on the other requests at all (per-row generators in `repolm.infer.engine` would give that with batching).
+- generations do not depend on batching: the engine gives a padded row the logits it would have alone, and when
+  sampling each request draws from its own generator seeded with `request_seed(settings.seed, index)`, so a
+  request's sample depends only on its prompt, the settings and its index.
 
 `EndpointGenerator` talks to any OpenAI-compatible server (vLLM, llama.cpp's server, TGI's OpenAI routes):
 - completion and infill -> POST {url}/v1/completions (`prompt`); infilling prompts are built with `fim_template`,
@@ -343,10 +341,10 @@ class LocalGenerator(Generator):
             max_new_tokens=max_new_tokens,
             temperature=settings.temperature,
             top_p=settings.top_p,
-            seed=None if settings.temperature == 0 else request_seed(settings.seed, *indices),
         )
+        seeds = None if settings.temperature == 0 else [request_seed(settings.seed, index) for index in indices]
         try:
-            texts = self.text_generator.generate_ids([ids for _, ids in batch], params, stop)
+            texts = self.text_generator.generate_ids([ids for _, ids in batch], params, stop, seeds)
         except Exception as error:  # e.g. out of memory: one batch must not end the run
             if len(batch) > 1:
                 logger.warning("a batch of %d failed (%s); running it one by one", len(batch), one_line(error))

@@ -74,8 +74,13 @@ class Engine:
         prompts: Sequence[Sequence[int]],
         params: SamplingParams,
         stop: StopCondition | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> Iterator[StepOutput]:
-        """Yield the new token of every live row, step by step, until all rows finish."""
+        """Yield the new token of every live row, step by step, until all rows finish.
+
+        `seeds` (one per prompt) gives each row its own sampling generator, so that a row's sample depends only on
+        its prompt and seed, not on the batch it runs in; without it the batch draws from one generator seeded with
+        `params.seed` (or torch's global one)."""
         if len(prompts) == 0 or params.max_new_tokens == 0:
             return
         for index, prompt in enumerate(prompts):
@@ -92,8 +97,12 @@ class Engine:
         total_length = prompt_length + params.max_new_tokens
         if self.compile:  # round up so that similar requests share one compiled graph
             total_length = -(-total_length // FIXED_SHAPE_BUCKET) * FIXED_SHAPE_BUCKET
-        generator = None
-        if params.seed is not None:
+        generator = row_generators = None
+        if seeds is not None:
+            if len(seeds) != batch_size:
+                raise ValueError(f"{len(seeds)} seeds for {batch_size} prompts; give one seed per prompt")
+            row_generators = [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
+        elif params.seed is not None:
             generator = torch.Generator(device=device).manual_seed(params.seed)
 
         # left-pad; `key_valid` (B, total_length) marks the cache slots that hold real tokens
@@ -128,6 +137,8 @@ class Engine:
         generated: list[list[int]] = [[] for _ in range(batch_size)]
         stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=device)
         for step in range(params.max_new_tokens):
+            if row_generators is not None:  # the live rows' own generators, in batch order
+                generator = [row_generators[row] for row in rows]
             tokens = sample_next_token(logits, params, seen, generator)  # (B,)
             token_list = tokens.tolist()
             is_stop = torch.isin(tokens, stop_ids).tolist() if len(params.stop_token_ids) else [False] * len(rows)
@@ -200,10 +211,12 @@ class Engine:
         prompts: Sequence[Sequence[int]],
         params: SamplingParams,
         stop: StopCondition | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[list[int]]:
-        """The generated ids of every prompt (without the prompt; a stop id, if hit, is the last id)."""
+        """The generated ids of every prompt (without the prompt; a stop id, if hit, is the last id); `seeds` as in
+        `stream`."""
         outputs: list[list[int]] = [[] for _ in prompts]
-        for step in self.stream(prompts, params, stop):
+        for step in self.stream(prompts, params, stop, seeds):
             for row, token in step.tokens.items():
                 outputs[row].append(token)
         return outputs

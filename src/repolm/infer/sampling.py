@@ -6,6 +6,7 @@ top-p), so that the same settings mean the same thing in both. Everything works 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -76,9 +77,12 @@ def sample_next_token(
     logits: torch.Tensor,
     params: SamplingParams,
     seen: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> torch.Tensor:
-    """Next token ids (B,) from last-position logits (B, V)."""
+    """Next token ids (B,) from last-position logits (B, V).
+
+    `generator`: one generator for the batch, or one per row (row i then draws from `generator[i]` alone, so its
+    token does not depend on the other rows)."""
     logits = logits.float()
     if params.repetition_penalty != 1.0 and seen is not None:
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
@@ -90,4 +94,7 @@ def sample_next_token(
     if params.top_p < 1.0:
         logits = filter_top_p(logits, params.top_p)
     probabilities = logits.softmax(dim=-1)
+    if isinstance(generator, list | tuple):
+        rows = [torch.multinomial(row[None], 1, generator=g) for row, g in zip(probabilities, generator, strict=True)]
+        return torch.cat(rows).squeeze(-1)
     return torch.multinomial(probabilities, num_samples=1, generator=generator).squeeze(-1)

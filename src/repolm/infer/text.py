@@ -98,8 +98,10 @@ class TextGenerator:
         prompts: Sequence[Sequence[int]],
         params: SamplingParams,
         stop_strings: Sequence[str] = (),
+        seeds: Sequence[int] | None = None,
     ) -> Iterator[TextDelta]:
-        """Generate from id prompts; yield text deltas per row as they become final."""
+        """Generate from id prompts; yield text deltas per row as they become final (`seeds`: one sampling seed
+        per prompt, see `Engine.stream`)."""
         if not params.stop_token_ids:
             params = replace(params, stop_token_ids=self.default_stop_ids())
         decoders = [_RowDecoder(self.tokenizer, set(params.stop_token_ids), stop_strings) for _ in prompts]
@@ -107,7 +109,7 @@ class TextGenerator:
         def stop(row: int, _generated: list[int]) -> bool:
             return decoders[row].stopped
 
-        for step in self.engine.stream(prompts, params, stop):
+        for step in self.engine.stream(prompts, params, stop, seeds):
             for row, token in step.tokens.items():
                 decoder = decoders[row]
                 text = decoder.add(token)
@@ -118,11 +120,15 @@ class TextGenerator:
                     yield TextDelta(row, text, finished)
 
     def generate_ids(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams, stop_strings: Sequence[str] = ()
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams,
+        stop_strings: Sequence[str] = (),
+        seeds: Sequence[int] | None = None,
     ) -> list[str]:
-        """The completion text of every id prompt."""
+        """The completion text of every id prompt (`seeds` as in `stream_ids`)."""
         outputs = ["" for _ in prompts]
-        for delta in self.stream_ids(prompts, params, stop_strings):
+        for delta in self.stream_ids(prompts, params, stop_strings, seeds):
             outputs[delta.row] += delta.text
         return outputs
 
