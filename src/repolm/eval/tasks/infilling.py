@@ -19,11 +19,12 @@ the raw strings, which would count a missing final newline as a miss.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from repolm.eval.records import ExecutionResult, GenerationRequest, Limits, Program
-from repolm.eval.tasks.base import BASE, Problem, Task, benchmark_file, check_unique_ids, read_json_lines
+from repolm.eval.tasks.base import BASE, Problem, Task, human_eval_problem, load_records
 
 TIMEOUT_SECONDS = 3.0
 SINGLE_LINE_MAX_NEW_TOKENS = 128
@@ -68,20 +69,7 @@ class InfillingTask(Task):
         self.data_files = (f"humaneval-infilling/{file_name}",)
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
-        path = benchmark_file(benchmarks_dir, self.data_files[0], self.name)
-        problems = []
-        for record in read_json_lines(path):
-            problems.append(
-                Problem(
-                    task_id=record.get("task_id"),
-                    prompt=record.get("prompt"),
-                    language="python",
-                    suffix=record.get("suffix"),
-                    reference=record.get("canonical_solution"),
-                    metadata={"test": record.get("test"), "entry_point": record.get("entry_point")},
-                )
-            )
-        return check_unique_ids(problems, path)
+        return load_records(benchmarks_dir, self, partial(human_eval_problem, infilling=True))
 
     def request(self, problem: Problem, mode: str) -> GenerationRequest:
         self.check_mode(mode)
