@@ -1,6 +1,8 @@
 """Training speed of repolm against Hugging Face transformers, on the same config and weights, in one run.
 
-One full training step is timed: forward, cross-entropy over every position, backward, AdamW step (the
+One full training step is timed: forward, cross-entropy over every position (each system's own loss path: repolm's
+chunked output projection + loss, `repolm.model.llama.linear_cross_entropy`, as its training loop runs it;
+transformers' fp32-upcast logits then `F.cross_entropy`, as `LlamaForCausalLM`'s loss does), backward, AdamW step (the
 optimizer of `repolm.train.optim.build_optimizer` for both models: the same parameter groups and kernel).
 Both models are the `small` preset (or `--preset`), batch 8 x 256 tokens, fp32 on CPU or bf16 autocast on
 CUDA, SDPA attention; `transformers.LlamaForCausalLM` is built from `repolm.hf_folder.config_to_hf` with a
@@ -54,9 +56,12 @@ def transformers_copy(model: Transformer) -> LlamaForCausalLM:
 
 
 def make_step(
-    model: torch.nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], autocast_dtype: torch.dtype | None
+    model: torch.nn.Module,
+    loss_sum: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    autocast_dtype: torch.dtype | None,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A training step over (input_ids, targets) (B, T) each; returns the loss (not synchronized)."""
+    """A training step over (input_ids, targets) (B, T) each, with `loss_sum(input_ids, targets)` the summed
+    token losses; returns the mean loss (not synchronized)."""
     optimizer = build_optimizer(model, OptimizerConfig(lr=1e-4))
     device_type = next(model.parameters()).device.type
 
@@ -67,9 +72,7 @@ def make_step(
             else contextlib.nullcontext()
         )
         with torch.profiler.record_function("forward"), autocast:
-            logits = forward(input_ids)  # (B, T, V)
-        with torch.profiler.record_function("cross_entropy"):
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+            loss = loss_sum(input_ids, targets) / targets.numel()
         with torch.profiler.record_function("backward"):
             loss.backward()
         with torch.profiler.record_function("optimizer"):
@@ -125,7 +128,7 @@ def profile_step(step: Callable, batch: tuple[torch.Tensor, torch.Tensor], steps
     print(averages.table(sort_by=sort_key, row_limit=18, max_name_column_width=42))
 
 
-PHASES = ("forward", "cross_entropy", "backward", "optimizer")
+PHASES = ("forward", "backward", "optimizer")
 
 
 def main() -> None:
@@ -169,14 +172,22 @@ def main() -> None:
 
     ours = build_model(config, device=device, seed=0).train()
     theirs = transformers_copy(ours)
+
+    def transformers_loss_sum(ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # what LlamaForCausalLM's own loss does: logits upcast to fp32, then cross-entropy
+        logits = theirs(input_ids=ids, use_cache=False).logits  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
+
     steps = {
-        "repolm": make_step(ours, ours, autocast_dtype),
-        "transformers": make_step(theirs, lambda ids: theirs(input_ids=ids, use_cache=False).logits, autocast_dtype),
+        "repolm": make_step(ours, lambda ids, targets: ours(ids, targets=targets), autocast_dtype),
+        "transformers": make_step(theirs, transformers_loss_sum, autocast_dtype),
     }
     if args.compile:
         single = DistributedInfo(rank=0, world_size=1, local_rank=0, device=device, is_main=True)
         compiled = parallelize(build_model(config, device=device, seed=0).train(), ParallelConfig(compile=True), single)
-        steps["repolm compiled"] = make_step(compiled, compiled, autocast_dtype)
+        steps["repolm compiled"] = make_step(
+            compiled, lambda ids, targets: compiled(ids, targets=targets), autocast_dtype
+        )
         start = time.perf_counter()
         steps["repolm compiled"](*batch)
         synchronize(device)

@@ -6,8 +6,11 @@ Notable features (DeepSeek-Coder paper, section 3.3):
   (`rope_scaling_factor`, 4.0 for the 16K models), rotate-half layout as in Hugging Face Llama,
   so released checkpoints load without permuting q/k weights;
 - grouped-query attention (`num_key_value_heads` < `num_attention_heads`) through
-  `torch.nn.functional.scaled_dot_product_attention`, which runs FlashAttention-2 kernels on CUDA;
+  `torch.nn.functional.scaled_dot_product_attention`, which runs fused flash-attention kernels on CUDA
+  (FlashAttention-2, or cuDNN's on Hopper, whichever SDPA picks);
 - SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
+Training passes `targets` to `forward`, which then returns the summed loss computed chunk by chunk
+(`linear_cross_entropy`) instead of the logits.
 
 Parameter names follow Hugging Face `LlamaForCausalLM` minus the `model.` prefix, except that the q/k/v
 projections are one matrix (`qkv_proj`) and so are gate/up (`gate_up_proj`): fewer, larger matmuls, which
@@ -207,6 +210,104 @@ class Block(nn.Module):
         return x
 
 
+# -----------------------------------------------------------------------------
+# Output projection + cross-entropy, chunk by chunk, without the (tokens, vocab) logits
+#
+# `F.cross_entropy(lm_head(x))` materializes the logits of every token (8192 tokens x 32256 ids is 1 GiB in fp32), then
+# a log-softmax of the same size, then in the backward pass their gradients. `linear_cross_entropy` instead walks the
+# tokens in chunks: for each chunk it computes the logits, the loss, and right away the gradients with respect to the
+# hidden states and the output weight (softmax minus one-hot, times the chunk's inputs), and drops the logits. The
+# backward pass only scales the stored gradients. The arithmetic is that of `F.cross_entropy` over logits in fp32
+# (logits are upcast per chunk when the matmul runs in bf16 under autocast); peak memory falls from the full logits to
+# one chunk, and each chunk's softmax runs while its logits are still in cache.
+#
+# Targets equal to `IGNORE_INDEX` contribute nothing. The result is the sum of token losses (an fp32 scalar).
+
+IGNORE_INDEX = -100
+"""Target id that contributes no loss (padding, or masked prompt tokens in SFT)."""
+
+CHUNK_VALUES = 1 << 22
+"""Logit values per chunk (4M: 16 MiB in fp32); a chunk holds CHUNK_VALUES // vocab_size tokens."""
+
+
+def _chunked_cross_entropy(
+    hidden: torch.Tensor,  # (N, C)
+    weight: torch.Tensor,  # (V, C)
+    targets: torch.Tensor,  # (N,)
+    chunk_tokens: int,
+    need_hidden: bool,
+    need_weight: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(summed loss, d loss / d hidden or None, d loss / d weight in fp32 or None), chunk by chunk."""
+    autocast = torch.is_autocast_enabled(hidden.device.type)
+    loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    grad_hidden = torch.empty_like(hidden) if need_hidden else None
+    grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
+    for start in range(0, hidden.shape[0], chunk_tokens):
+        inputs = hidden[start : start + chunk_tokens]  # (n, C)
+        chunk_targets = targets[start : start + chunk_tokens]  # (n,)
+        logits = (inputs @ weight.t()).float()  # (n, V); bf16 matmul under autocast, fp32 softmax
+        valid = chunk_targets != IGNORE_INDEX  # (n,)
+        safe_targets = torch.where(valid, chunk_targets, 0)[:, None]  # (n, 1)
+        log_probabilities = torch.log_softmax(logits, dim=-1)  # (n, V); one fused pass
+        del logits
+        target_log_probabilities = log_probabilities.gather(1, safe_targets)  # (n, 1)
+        loss -= (target_log_probabilities.squeeze(1) * valid).sum()
+        if not (need_hidden or need_weight):
+            continue
+        # d(loss)/d(logits) = softmax - one_hot(target), zero for ignored targets; computed in place
+        gradient = log_probabilities.exp_()
+        gradient.scatter_add_(1, safe_targets, torch.full_like(target_log_probabilities, -1.0))
+        gradient.mul_(valid[:, None])  # (n, V)
+        if need_hidden:
+            grad_hidden[start : start + chunk_tokens] = gradient.to(weight.dtype) @ weight  # (n, C)
+        if need_weight:
+            if autocast or inputs.dtype != torch.float32:
+                grad_weight += (gradient.t().to(inputs.dtype) @ inputs).float()  # (V, C)
+            else:
+                grad_weight.addmm_(gradient.t(), inputs)
+    return loss, grad_hidden, grad_weight
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of `hidden @ weight.T` against `targets`; gradients computed in the forward pass."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_tokens: int) -> torch.Tensor:
+        loss, grad_hidden, grad_weight = _chunked_cross_entropy(
+            hidden, weight, targets, chunk_tokens, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        )
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
+        if grad_weight is not None:
+            grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype)
+        return grad_hidden, grad_weight, None, None
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_tokens: int | None = None
+) -> torch.Tensor:
+    """Sum over tokens of cross_entropy(hidden @ weight.T, targets), IGNORE_INDEX skipped; an fp32 scalar.
+
+    hidden (..., C), weight (V, C), targets (...); `chunk_tokens` defaults to CHUNK_VALUES // V.
+    """
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    targets = targets.reshape(-1)
+    if hidden.shape[0] != targets.shape[0]:
+        raise ValueError(f"{hidden.shape[0]} hidden states but {targets.shape[0]} targets")
+    chunk_tokens = chunk_tokens or max(1, CHUNK_VALUES // weight.shape[0])
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _LinearCrossEntropy.apply(hidden, weight, targets, chunk_tokens)
+    return _chunked_cross_entropy(hidden, weight, targets, chunk_tokens, False, False)[0]  # evaluation: loss only
+
+
 class Transformer(nn.Module):
     """Token ids (B, T) -> next-token logits (B, T, vocab_size)."""
 
@@ -245,8 +346,9 @@ class Transformer(nn.Module):
         attention_mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         last_position_only: bool = False,
+        targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits for `input_ids` (B, T).
+        """Logits for `input_ids` (B, T); or, given `targets`, the summed cross-entropy loss.
 
         Args:
             input_ids: token ids (B, T).
@@ -255,6 +357,8 @@ class Transformer(nn.Module):
                 None means plain causal attention over the cache and the new tokens.
             kv_cache: keys/values of earlier positions, updated in place.
             last_position_only: return logits of the last position only (B, 1, V), as generation needs.
+            targets: next-token ids (B, T) (IGNORE_INDEX where no loss): return the sum of the token losses (an
+                fp32 scalar) computed chunk by chunk without materializing the logits (`linear_cross_entropy` above).
         """
         B, T = input_ids.shape
         if positions is None:
@@ -269,6 +373,8 @@ class Transformer(nn.Module):
         if last_position_only:
             x = x[:, -1:, :]
         x = self.norm(x)
+        if targets is not None:
+            return linear_cross_entropy(x, self.lm_head.weight, targets)  # () summed over B*T tokens
         return self.lm_head(x)  # (B, T, V)
 
     def num_parameters(self) -> int:
@@ -308,8 +414,10 @@ def flops_per_token(config: ModelConfig, sequence_length: int) -> float:
 
 
 __all__ = [
+    "IGNORE_INDEX",
     "KVCache",
     "Transformer",
     "build_model",
     "flops_per_token",
+    "linear_cross_entropy",
 ]

@@ -41,11 +41,11 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from repolm.errors import RepolmError
 from repolm.model import Transformer, build_model, flops_per_token
+from repolm.model.llama import IGNORE_INDEX
 from repolm.train import parallelize as parallel
 from repolm.train.checkpoint import latest_checkpoint, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from repolm.train.config import RunPlan, TrainConfig, load_train_config, parse_overrides, prepare_run
@@ -57,9 +57,6 @@ logger = logging.getLogger(__name__)
 
 RUN_CONFIG_FILE = "run_config.json"
 """The run's config as plain data, in the run folder (not `config.json`: that name marks an HF model folder)."""
-
-IGNORE_INDEX = -100
-"""Targets with this id add nothing to the loss (SFT prompt tokens)."""
 
 
 @dataclass
@@ -269,11 +266,9 @@ class _Run:
         """Summed cross-entropy of the batch's valid targets (fp32 scalar)."""
         batch = batch.to(self.device, non_blocking=True)
         with self._autocast():
-            logits = self.wrapped(batch.input_ids, batch.positions, batch.attention_mask)  # (B, T, V)
-            # cross_entropy runs in fp32 under autocast
-            return F.cross_entropy(
-                logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-            )
+            # the model computes the output projection and the loss chunk by chunk (fp32 softmax), never holding
+            # the (B, T, V) logits: repolm.model.llama.linear_cross_entropy
+            return self.wrapped(batch.input_ids, batch.positions, batch.attention_mask, targets=batch.targets)
 
     def train_step(self) -> tuple[float, float, float]:
         """One optimizer step over the global batch; returns (loss, lr, grad_norm) (loss on every rank)."""
