@@ -194,6 +194,14 @@ def main() -> None:
         print(f"torch.compile of repolm's blocks: {time.perf_counter() - start:.1f} s (excluded)")
 
     times = time_steps(steps, batch, args.rounds, args.steps_per_round, args.warmup)
+    peak_memory = {}
+    if device.type == "cuda":  # GPU memory a step adds on top of what stays (weights, optimizer states, inputs)
+        for name, step in steps.items():
+            resident = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            step(*batch)
+            synchronize(device)
+            peak_memory[name] = torch.cuda.max_memory_allocated(device) - resident
     # the peak is measured before and after the timings: the machine can do the larger; if they differ much,
     # other work shared the machine during the run and every figure below is suspect
     peak_after = measure_peak_flops(device, seconds=2.0)
@@ -216,9 +224,13 @@ def main() -> None:
             tokens_per_s=tokens_per_second,
             mfu=model_flops * tokens_per_second / peak,
         )
+        memory = ""
+        if name in peak_memory:
+            results[name]["step_memory_bytes"] = peak_memory[name]
+            memory = f"   step memory {peak_memory[name] / 2**30:.1f} GiB"
         print(
             f"  {name:16s} {tokens_per_second:9.0f} tok/s   step {median * 1e3:7.1f} ms (median of {len(seconds)}, "
-            f"min {min(seconds) * 1e3:.1f})   MFU {results[name]['mfu']:6.1%}"
+            f"min {min(seconds) * 1e3:.1f})   MFU {results[name]['mfu']:6.1%}{memory}"
         )
     ratio = results["repolm"]["tokens_per_s"] / results["transformers"]["tokens_per_s"]
     print(f"  ratio repolm / transformers: {ratio:.2f}x")
