@@ -226,8 +226,10 @@ class Block(nn.Module):
 IGNORE_INDEX = -100
 """Target id that contributes no loss (padding, or masked prompt tokens in SFT)."""
 
-CHUNK_VALUES = 1 << 22
-"""Logit values per chunk (4M: 16 MiB in fp32); a chunk holds CHUNK_VALUES // vocab_size tokens."""
+CHUNK_VALUES = {"cpu": 1 << 22, "cuda": 1 << 26}
+"""Logit values per chunk by device type; a chunk holds CHUNK_VALUES // vocab_size tokens. On CPUs 4M (16 MiB in
+fp32) keeps a chunk's softmax in cache; GPUs want few, large matmuls: 64M (256 MiB, 2080 tokens of a 32256-id
+vocabulary), still a fraction of the full logits."""
 
 
 def _chunked_cross_entropy(
@@ -296,13 +298,14 @@ def linear_cross_entropy(
 ) -> torch.Tensor:
     """Sum over tokens of cross_entropy(hidden @ weight.T, targets), IGNORE_INDEX skipped; an fp32 scalar.
 
-    hidden (..., C), weight (V, C), targets (...); `chunk_tokens` defaults to CHUNK_VALUES // V.
+    hidden (..., C), weight (V, C), targets (...); `chunk_tokens` defaults to CHUNK_VALUES[device type] // V.
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     if hidden.shape[0] != targets.shape[0]:
         raise ValueError(f"{hidden.shape[0]} hidden states but {targets.shape[0]} targets")
-    chunk_tokens = chunk_tokens or max(1, CHUNK_VALUES // weight.shape[0])
+    values = CHUNK_VALUES.get(hidden.device.type, CHUNK_VALUES["cuda"])
+    chunk_tokens = chunk_tokens or max(1, values // weight.shape[0])
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _LinearCrossEntropy.apply(hidden, weight, targets, chunk_tokens)
     return _chunked_cross_entropy(hidden, weight, targets, chunk_tokens, False, False)[0]  # evaluation: loss only
