@@ -199,11 +199,12 @@ def test_compiled_fixed_shape_decoding_equals_eager(device):
     assert compiled.generate(batch, params) == eager.generate(batch, params)
 
 
-def test_cuda_graph_mode_reuses_its_cache_across_requests():
+@pytest.mark.parametrize("device", DEVICES, indirect=True)
+def test_cuda_graph_mode_reuses_its_cache_across_requests(device):
     """With `cuda_graphs=True` (the default on CUDA) the cache of a shape is kept and reused by the next request of
     that shape; results equal the eager engine's, whatever the order of shapes. (On CPU no graph is captured, but
     the cache reuse runs.)"""
-    ours, _ = _pair(2, 4.0)
+    ours, _ = _pair(2, 4.0, device)
     eager, graphed = Engine(ours), Engine(ours, compile=True, cuda_graphs=True)
     first, second = _prompts((5, 17, 9), seed=7), _prompts((11, 4), seed=8)
     params = SamplingParams(max_new_tokens=12)
