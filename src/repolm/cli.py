@@ -349,7 +349,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         from repolm.eval.generators import LocalGenerator
 
         generator = LocalGenerator(
-            args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size, max_seq_len=args.max_seq_len
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            max_seq_len=args.max_seq_len,
+            compile=args.compile,
         )
     elif args.endpoint:
         from repolm.eval.generators import EndpointGenerator
@@ -413,6 +418,11 @@ def _add_eval_parsers(commands, common: argparse.ArgumentParser) -> None:
     options.add_argument("--timeout", type=float, help="execution time limit per program in seconds (task default)")
     options.add_argument("--workers", type=int, help="programs executed in parallel (default: all cores)")
     options.add_argument("--batch-size", type=int, default=8, help="prompts per batch of the local engine (8)")
+    options.add_argument(
+        "--compile",
+        action="store_true",
+        help="local engine: decode through torch.compile, as CUDA graphs on GPUs (a compile per batch shape)",
+    )
     options.add_argument("--max-seq-len", type=int, default=4096, help="prompt + output tokens (default 4096)")
     options.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
     options.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")

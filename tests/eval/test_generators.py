@@ -108,6 +108,14 @@ def test_local_batching_does_not_change_greedy_texts(tiny_model_dir: Path, greed
     assert reversed_texts == greedy_texts[::-1]
 
 
+def test_local_compiled_engine_gives_the_same_texts(tiny_model_dir: Path, greedy_texts: list[str]):
+    """`compile=True` (fixed-shape decode steps through torch.compile) changes speed, not text; it is recorded."""
+    compiled = LocalGenerator(tiny_model_dir, device="cpu", batch_size=8, max_seq_len=512, compile=True)
+    requests = mixed_requests()[:3]  # one batch shape: one compile
+    assert [g.text for g in compiled.generate(requests, GREEDY)] == greedy_texts[:3]
+    assert compiled.describe()["compile"] is True
+
+
 @pytest.mark.gpu
 def test_local_on_cuda_gives_the_cpu_greedy_texts(tiny_model_dir: Path, greedy_texts: list[str], monkeypatch):
     """fp32 on a CUDA device (no TF32): the CPU's texts; bf16 (the GPU default) runs and is recorded as such."""

@@ -190,7 +190,8 @@ class LocalGenerator(Generator):
         compile: bool = False,
     ) -> None:
         """`max_seq_len`: prompt plus new tokens, at most; longer prompts are cut (see the module docstring).
-        `compile`: decode steps through `torch.compile` (worth it on GPUs for long runs)."""
+        `compile`: decode steps through `torch.compile`, replayed as CUDA graphs on GPUs (several times faster
+        there; each new batch shape pays a compile)."""
         from repolm.infer.engine import Engine
         from repolm.infer.text import TextGenerator
 
@@ -201,6 +202,7 @@ class LocalGenerator(Generator):
         self.model_dir = Path(model_dir)
         self.batch_size = batch_size
         self.max_seq_len = max_seq_len
+        self.compile = compile
         model, tokenizer = load_model_and_tokenizer(model_dir, device, dtype)
         if max_seq_len > model.config.max_position_embeddings:
             logger.warning(
@@ -244,6 +246,7 @@ class LocalGenerator(Generator):
                 "dtype": str(model.embed_tokens.weight.dtype).removeprefix("torch."),
                 "batch_size": self.batch_size,
                 "max_seq_len": self.max_seq_len,
+                "compile": self.compile,
             }
         return copy.deepcopy(self._description)
 

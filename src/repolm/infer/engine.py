@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 FIXED_SHAPE_BUCKET = 64
 """With `compile=True`, cache lengths are rounded up to a multiple of this, so requests share compiled graphs."""
 
+RECOMPILE_LIMIT = 64
+"""With `compile=True`, at least this many compiled shapes per model before torch falls back to eager."""
+
 StopCondition = Callable[[int, list[int]], bool]
 """Called as stop(row, generated_ids) after each new token; True ends that row (e.g. a stop string)."""
 
@@ -64,6 +67,8 @@ class Engine:
         # one compiled graph per (batch size, cache length bucket); the prefill stays eager
         self._compiled_model = None
         if compile:
+            # every (batch size, length bucket) is its own graph: an evaluation run meets more than the default 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
             mode = "reduce-overhead" if self.cuda_graphs else None
             self._compiled_model = torch.compile(model, dynamic=False, mode=mode)
         self._static_cache: KVCache | None = None  # CUDA graphs: the last request's cache, reused by the same shape
