@@ -214,3 +214,14 @@ def test_cuda_graph_mode_reuses_its_cache_across_requests(device):
     assert graphed.generate(first, params) == expected_first and graphed._static_cache is cache  # reused
     assert graphed.generate(second, params) == expected_second and graphed._static_cache is not cache
     assert graphed.generate(first, params) == expected_first
+    # two streams of the same shape at once: the second gets its own cache, neither disturbs the other
+    other = _prompts((6, 16, 10), seed=9)
+    expected_other = eager.generate(other, params)
+    outputs = {"first": [[] for _ in first], "other": [[] for _ in other]}
+    streams = {"first": graphed.stream(first, params), "other": graphed.stream(other, params)}
+    for steps in zip(*streams.values(), strict=True):
+        for name, step in zip(streams, steps, strict=True):
+            for row, token in step.tokens.items():
+                outputs[name][row].append(token)
+    assert outputs == {"first": expected_first, "other": expected_other}
+    assert graphed.generate(first, params) == expected_first and not graphed._static_cache_busy

@@ -72,6 +72,7 @@ class Engine:
             mode = "reduce-overhead" if self.cuda_graphs else None
             self._compiled_model = torch.compile(model, dynamic=False, mode=mode)
         self._static_cache: KVCache | None = None  # CUDA graphs: the last request's cache, reused by the same shape
+        self._static_cache_busy = False  # a stream is using `_static_cache`
 
     @torch.inference_mode()
     def stream(
@@ -133,83 +134,102 @@ class Engine:
             seen.scatter_(1, input_ids, key_valid[:, :prompt_length])
 
         cache = self._new_cache(batch_size, total_length)
-        logits = self.model(input_ids, positions, attention_mask, cache, last_position_only=True)[:, -1]  # (B, V)
-        next_positions = positions[:, -1] + 1  # (B,)
+        try:
+            logits = self.model(input_ids, positions, attention_mask, cache, last_position_only=True)[:, -1]  # (B, V)
+            next_positions = positions[:, -1] + 1  # (B,)
 
-        rows = list(range(batch_size))  # original index of each row in the batch
-        riding = set()  # fixed-shape mode: finished rows that stay in the batch, their tokens unused
-        slot_index = torch.arange(total_length, device=device) if self.compile else None
-        generated: list[list[int]] = [[] for _ in range(batch_size)]
-        stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=device)
-        for step in range(params.max_new_tokens):
-            if row_generators is not None:  # the live rows' own generators, in batch order
-                generator = [row_generators[row] for row in rows]
-            tokens = sample_next_token(logits, params, seen, generator)  # (B,)
-            token_list = tokens.tolist()
-            is_stop = torch.isin(tokens, stop_ids).tolist() if len(params.stop_token_ids) else [False] * len(rows)
-            new_tokens, finished_local = {}, []
-            for local, (row, token) in enumerate(zip(rows, token_list, strict=True)):
-                if row in riding:
-                    continue
-                generated[row].append(token)
-                new_tokens[row] = token
-                if is_stop[local] or (stop is not None and stop(row, generated[row])):
-                    finished_local.append(local)
-            last_step = step == params.max_new_tokens - 1
-            finished = list(new_tokens) if last_step else [rows[i] for i in finished_local]
-            yield StepOutput(tokens=new_tokens, finished=finished)
-            if last_step:
-                return
-            if finished_local and self.compile:
-                riding.update(finished)
-                if len(riding) == len(rows):
+            rows = list(range(batch_size))  # original index of each row in the batch
+            riding = set()  # fixed-shape mode: finished rows that stay in the batch, their tokens unused
+            slot_index = torch.arange(total_length, device=device) if self.compile else None
+            generated: list[list[int]] = [[] for _ in range(batch_size)]
+            stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=device)
+            for step in range(params.max_new_tokens):
+                if row_generators is not None:  # the live rows' own generators, in batch order
+                    generator = [row_generators[row] for row in rows]
+                tokens = sample_next_token(logits, params, seen, generator)  # (B,)
+                token_list = tokens.tolist()
+                is_stop = torch.isin(tokens, stop_ids).tolist() if len(params.stop_token_ids) else [False] * len(rows)
+                new_tokens, finished_local = {}, []
+                for local, (row, token) in enumerate(zip(rows, token_list, strict=True)):
+                    if row in riding:
+                        continue
+                    generated[row].append(token)
+                    new_tokens[row] = token
+                    if is_stop[local] or (stop is not None and stop(row, generated[row])):
+                        finished_local.append(local)
+                last_step = step == params.max_new_tokens - 1
+                finished = list(new_tokens) if last_step else [rows[i] for i in finished_local]
+                yield StepOutput(tokens=new_tokens, finished=finished)
+                if last_step:
                     return
-            elif finished_local:
-                keep = [i for i in range(len(rows)) if i not in set(finished_local)]
-                if not keep:
-                    return
-                keep_index = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.reorder(keep_index)
-                key_valid = key_valid.index_select(0, keep_index)
-                next_positions = next_positions.index_select(0, keep_index)
-                tokens = tokens.index_select(0, keep_index)
+                if finished_local and self.compile:
+                    riding.update(finished)
+                    if len(riding) == len(rows):
+                        return
+                elif finished_local:
+                    keep = [i for i in range(len(rows)) if i not in set(finished_local)]
+                    if not keep:
+                        return
+                    keep_index = torch.tensor(keep, dtype=torch.long, device=device)
+                    cache.reorder(keep_index)
+                    key_valid = key_valid.index_select(0, keep_index)
+                    next_positions = next_positions.index_select(0, keep_index)
+                    tokens = tokens.index_select(0, keep_index)
+                    if seen is not None:
+                        seen = seen.index_select(0, keep_index)
+                    rows = [rows[i] for i in keep]
+                    padded = padded and not bool(key_valid[:, :prompt_length].all())
                 if seen is not None:
-                    seen = seen.index_select(0, keep_index)
-                rows = [rows[i] for i in keep]
-                padded = padded and not bool(key_valid[:, :prompt_length].all())
-            if seen is not None:
-                seen.scatter_(1, tokens[:, None], True)
-            # one decode step: each row feeds its new token at its own position
-            if self.compile:
-                # fixed shapes: write at slot `length`, attend over all slots, mask the unwritten and padding
-                cache.slot = slot_index[cache.length : cache.length + 1]
-                step_mask = (key_valid & (slot_index <= cache.length))[:, None, None, :]  # (B, 1, 1, S_max)
-                if self.cuda_graphs:  # the previous step's logits (graph output) are consumed: replay over them
-                    torch.compiler.cudagraph_mark_step_begin()
-                logits = self._compiled_model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]
-                cache.length += 1
-            else:
-                step_mask = None
-                if padded:
-                    step_mask = key_valid[:, None, None, : cache.length + 1]  # (B, 1, 1, S)
-                logits = self.model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]  # (B, V)
-            next_positions = next_positions + 1
+                    seen.scatter_(1, tokens[:, None], True)
+                # one decode step: each row feeds its new token at its own position
+                if self.compile:
+                    # fixed shapes: write at slot `length`, attend over all slots, mask the unwritten and padding
+                    cache.slot = slot_index[cache.length : cache.length + 1]
+                    step_mask = (key_valid & (slot_index <= cache.length))[:, None, None, :]  # (B, 1, 1, S_max)
+                    if self.cuda_graphs:  # the previous step's logits (graph output) are consumed: replay over them
+                        torch.compiler.cudagraph_mark_step_begin()
+                    logits = self._compiled_model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]
+                    cache.length += 1
+                else:
+                    step_mask = None
+                    if padded:
+                        step_mask = key_valid[:, None, None, : cache.length + 1]  # (B, 1, 1, S)
+                    logits = self.model(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]  # (B, V)
+                next_positions = next_positions + 1
+        finally:
+            self._release_cache(cache)
 
     def _new_cache(self, batch_size: int, total_length: int) -> KVCache:
-        """A KV cache for a request; with CUDA graphs, the previous one when the shape is the same (its slots are
-        overwritten by the prefill or hidden by the mask), its tensors marked as static graph inputs."""
+        """A KV cache for a request; with CUDA graphs, the kept one when the shape is the same and no other stream
+        is using it (its slots are overwritten by the prefill or hidden by the mask), its tensors marked as static
+        graph inputs. A stream that starts while another holds the kept cache gets its own (the graph re-records)."""
         dtype = self.model.embed_tokens.weight.dtype
         if not self.cuda_graphs:
             return KVCache(self.config, batch_size, total_length, self.device, dtype)
         cache = self._static_cache
-        if cache is None or (cache.keys[0].shape[0], cache.max_length) != (batch_size, total_length):
-            self._static_cache = None  # free the old one before allocating
+        if (
+            self._static_cache_busy
+            or cache is None
+            or (cache.keys[0].shape[0], cache.max_length)
+            != (
+                batch_size,
+                total_length,
+            )
+        ):
             cache = KVCache(self.config, batch_size, total_length, self.device, dtype)
             for tensor in cache.keys + cache.values:
                 torch._dynamo.mark_static_address(tensor, guard=False)
-            self._static_cache = cache
+            if not self._static_cache_busy:
+                self._static_cache = cache  # the old one is freed
+        if cache is self._static_cache:
+            self._static_cache_busy = True
         cache.length, cache.slot = 0, None
         return cache
+
+    def _release_cache(self, cache: KVCache) -> None:
+        """Called when a stream ends (finished, closed or collected): the kept cache is free again."""
+        if cache is self._static_cache:
+            self._static_cache_busy = False
 
     def generate(
         self,
