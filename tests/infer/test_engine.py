@@ -225,3 +225,26 @@ def test_cuda_graph_mode_reuses_its_cache_across_requests(device):
                 outputs[name][row].append(token)
     assert outputs == {"first": expected_first, "other": expected_other}
     assert graphed.generate(first, params) == expected_first and not graphed._static_cache_busy
+
+
+def test_input_major_weights_keep_values_and_saved_folders(tmp_path):
+    """On CPU the engine re-stores linear weights input-major: same logits, same names and shapes, same saved files."""
+    from repolm.hf_folder import load_pretrained, save_pretrained
+    from repolm.infer.engine import input_major_linear_weights
+
+    ours, _ = _pair(2, 4.0)
+    ids = torch.tensor(_prompts((7, 7), seed=3))
+    with torch.no_grad():
+        before = ours(ids)
+    state = {name: tensor.clone() for name, tensor in ours.state_dict().items()}
+    input_major_linear_weights(ours)
+    assert ours.lm_head.weight.t().is_contiguous() and ours.layers[0].self_attn.qkv_proj.weight.t().is_contiguous()
+    after_state = ours.state_dict()
+    assert after_state.keys() == state.keys()
+    assert all(torch.equal(after_state[name], tensor) for name, tensor in state.items())
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), before, rtol=1e-5, atol=1e-5)
+    Engine(ours)  # on CPU the engine does the same (a second call changes nothing)
+    save_pretrained(ours, tmp_path / "saved")
+    reloaded = load_pretrained(tmp_path / "saved").state_dict()
+    assert all(torch.equal(reloaded[name], tensor) for name, tensor in state.items())
