@@ -23,6 +23,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -46,8 +47,18 @@ def transformers_twin(model: torch.nn.Module) -> LlamaForCausalLM:
     return twin.eval()
 
 
+def decode_step_seconds(run: Callable[[int], float], new_tokens: int, repeats: int) -> float:
+    """(best of `repeats` runs of N tokens - best of `repeats` runs of 1 token) / (N - 1)."""
+    long_runs, short_runs = [], []
+    for _ in range(repeats):
+        long_runs.append(run(new_tokens))
+        short_runs.append(run(1))
+    return (min(long_runs) - min(short_runs)) / (new_tokens - 1)
+
+
 def time_ours(engine: Engine, prompts: list[list[int]], new_tokens: int, repeats: int) -> float:
-    """Seconds per decode step: (time for N tokens - time for 1 token) / (N - 1), best of `repeats`."""
+    """Seconds per decode step: (best time for N tokens - best time for 1 token) / (N - 1) over `repeats` runs
+    (each best separately: a disturbed 1-token run must not make the difference look small)."""
 
     def run(n: int) -> float:
         start = time.perf_counter()
@@ -55,7 +66,7 @@ def time_ours(engine: Engine, prompts: list[list[int]], new_tokens: int, repeats
         return time.perf_counter() - start
 
     run(new_tokens), run(1)  # warm-up (and, with compile=True, compile both cache-length buckets)
-    return min((run(new_tokens) - run(1)) / (new_tokens - 1) for _ in range(repeats))
+    return decode_step_seconds(run, new_tokens, repeats)
 
 
 def time_transformers(model: LlamaForCausalLM, prompts: list[list[int]], new_tokens: int, repeats: int) -> float:
@@ -68,7 +79,7 @@ def time_transformers(model: LlamaForCausalLM, prompts: list[list[int]], new_tok
         return time.perf_counter() - start
 
     run(4)
-    return min((run(new_tokens) - run(1)) / (new_tokens - 1) for _ in range(repeats))
+    return decode_step_seconds(run, new_tokens, repeats)
 
 
 def matvec_bandwidth(device: torch.device, dtype: torch.dtype, bytes_: int = 1 << 30) -> float:
