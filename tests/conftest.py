@@ -92,3 +92,24 @@ def tiny_generator(tiny_model_dir: Path):
 
     model = load_pretrained(tiny_model_dir, device="cpu")
     return TextGenerator(Engine(model), CodeTokenizer.load(tiny_model_dir))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `gpu` (a parametrized case included) skips without CUDA, before its fixtures run."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device (run on a GPU machine)")
+
+
+@pytest.fixture(autouse=True)
+def _gpu_tests_in_exact_fp32(request: pytest.FixtureRequest) -> None:
+    """Tests marked `gpu` run fp32 matmuls in fp32 (no TF32), as the CPU computes them; restored afterwards."""
+    if request.node.get_closest_marker("gpu") is None:
+        return
+    import torch
+
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)

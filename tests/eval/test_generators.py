@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -117,13 +118,8 @@ def test_local_compiled_engine_gives_the_same_texts(tiny_model_dir: Path, greedy
 
 
 @pytest.mark.gpu
-def test_local_on_cuda_gives_the_cpu_greedy_texts(tiny_model_dir: Path, greedy_texts: list[str], monkeypatch):
+def test_local_on_cuda_gives_the_cpu_greedy_texts(tiny_model_dir: Path, greedy_texts: list[str]):
     """fp32 on a CUDA device (no TF32): the CPU's texts; bf16 (the GPU default) runs and is recorded as such."""
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device (run on a GPU machine)")
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     on_cuda = LocalGenerator(tiny_model_dir, device="cuda", dtype="float32", batch_size=8, max_seq_len=512)
     assert [g.text for g in on_cuda.generate(mixed_requests(), GREEDY)] == greedy_texts
     default = LocalGenerator(tiny_model_dir, batch_size=8, max_seq_len=512)
@@ -225,6 +221,9 @@ def test_local_sampling_is_seeded(tiny_model_dir: Path, local: LocalGenerator):
     assert with_neighbours[0].text == alone
     params = SamplingParams(max_new_tokens=24, temperature=1.0, top_p=0.95, seed=request_seed(SAMPLED.seed, 0))
     assert alone == local.text_generator.generate([request.prompt], params)[0]
+    # a request's own seed (what an evaluation run sets per problem and sample) wins over its place in the call
+    seeded = replace(request, seed=request_seed(SAMPLED.seed, 0))
+    assert local.generate([copies[0], copies[1], seeded], SAMPLED)[2].text == alone
 
 
 def test_cut_at_stop_strings():
@@ -284,6 +283,9 @@ def test_endpoint_seeds_differ_per_request():
         EndpointGenerator(server.url, "m", **FAST_RETRY).generate([GenerationRequest("completion")] * 3, SAMPLED)
     seeds = sorted(r.body["seed"] for r in server.received)
     assert seeds == sorted(request_seed(SAMPLED.seed, index) for index in range(3)) and len(set(seeds)) == 3
+    with OpenAIServer(lambda request, number: completion_reply("ok")) as server:
+        EndpointGenerator(server.url, "m", **FAST_RETRY).generate([GenerationRequest("completion", seed=77)], SAMPLED)
+    assert server.received[0].body["seed"] == 77
 
 
 # -----------------------------------------------------------------------------

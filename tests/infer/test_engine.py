@@ -21,12 +21,8 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture
-def device(request, monkeypatch) -> torch.device:
-    """The device of a parametrized test; CUDA runs in exact fp32 (no TF32), like the CPU."""
-    if request.param == "cuda":
-        if not torch.cuda.is_available():
-            pytest.skip("needs a CUDA device (run on a GPU machine)")
-        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+def device(request) -> torch.device:
+    """The device of a parametrized test (the `gpu` mark of the CUDA case skips it without CUDA: tests/conftest.py)."""
     return torch.device(request.param)
 
 

@@ -12,24 +12,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from repolm.hf_folder import config_to_hf, to_hf_state_dict
 from repolm.model import ModelConfig, build_model
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)"),
-]
+pytestmark = pytest.mark.gpu  # skipped without CUDA, fp32 without TF32: tests/conftest.py
 
 CONFIGS = {
     "mha": dict(num_attention_heads=4, num_key_value_heads=4, rope_scaling_factor=1.0),
     "gqa-linear-x4": dict(num_attention_heads=8, num_key_value_heads=2, rope_scaling_factor=4.0),
 }
-
-
-@pytest.fixture(autouse=True)
-def exact_fp32():
-    """fp32 matmuls in fp32 (no TF32), as the CPU computes them; restored afterwards."""
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def small_config(**overrides) -> ModelConfig:

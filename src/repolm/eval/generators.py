@@ -19,14 +19,15 @@ record about the generator.
   (sorted by length), and the answers are put back in request order; generation ends at `<｜end▁of▁sentence｜>` or
   `<|EOT|>` and the text is cut before the first stop string;
 - generations do not depend on batching: the engine gives a padded row the logits it would have alone, and when
-  sampling each request draws from its own generator seeded with `request_seed(settings.seed, index)`, so a
-  request's sample depends only on its prompt, the settings and its index.
+  sampling each request draws from its own generator seeded with its `seed` (else `request_seed(settings.seed,
+  index)`), so a request's sample depends only on its prompt, the settings and its seed.
 
 `EndpointGenerator` talks to any OpenAI-compatible server (vLLM, llama.cpp's server, TGI's OpenAI routes):
 - completion and infill -> POST {url}/v1/completions (`prompt`); infilling prompts are built with `fim_template`,
   DeepSeek-Coder's PSM layout by default; chat -> POST {url}/v1/chat/completions (`messages`);
 - the OpenAI API takes at most 4 stop strings: the first 4 are sent, and the answer is cut at all of them here;
-- each request carries `seed = request_seed(settings.seed, index)`, so n copies of a request sample differently;
+- each request carries `seed` = the request's own seed, else `request_seed(settings.seed, index)`, so n copies of a
+  request sample differently;
 - requests run `concurrency` at a time; connection errors, timeouts, HTTP 429 and 5xx are retried `retries` times
   with exponential backoff (`Retry-After` honoured); other 4xx are not retried; a non-JSON or malformed answer is an
   error of that request;
@@ -88,11 +89,16 @@ class Generator(ABC):
         """One `Generation` per request, in request order; a failed request gets `error`, never an exception."""
 
 
-def request_seed(seed: int, *indices: int) -> int:
-    """A 31-bit seed derived from a run's seed and request indices (stable across processes and machines)."""
-    key = ",".join(str(number) for number in (seed, *indices)).encode()
+def request_seed(seed: int, *keys: int | str) -> int:
+    """A 31-bit seed derived from a run's seed and request keys (stable across processes and machines)."""
+    key = ",".join(str(part) for part in (seed, *keys)).encode()
     digest = hashlib.blake2b(key, digest_size=8, person=b"repolm-eval").digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def sampling_seed(request: GenerationRequest, settings: DecodingSettings, index: int) -> int:
+    """The request's own seed, else `request_seed(settings.seed, index)` (index: its place in the call)."""
+    return request.seed if request.seed is not None else request_seed(settings.seed, index)
 
 
 def cut_at_stop_strings(text: str, stop_strings: Sequence[str]) -> str:
@@ -230,17 +236,7 @@ class LocalGenerator(Generator):
                 "weights_sha256": combined,
                 "weight_files_sha256": per_file,
                 "tokenizer_sha256": file_sha256(self.model_dir / TOKENIZER_FILE),
-                "config": {
-                    "vocab_size": config.vocab_size,
-                    "hidden_size": config.hidden_size,
-                    "intermediate_size": config.intermediate_size,
-                    "num_hidden_layers": config.num_hidden_layers,
-                    "num_attention_heads": config.num_attention_heads,
-                    "num_key_value_heads": config.num_key_value_heads,
-                    "max_position_embeddings": config.max_position_embeddings,
-                    "rope_theta": config.rope_theta,
-                    "rope_scaling_factor": config.rope_scaling_factor,
-                },
+                "config": config.to_dict(),
                 "parameters": model.num_parameters(),
                 "device": str(self.text_generator.engine.device),
                 "dtype": str(model.embed_tokens.weight.dtype).removeprefix("torch."),
@@ -325,7 +321,8 @@ class LocalGenerator(Generator):
             items.sort(key=lambda item: (-len(item[1]), item[0]))  # longest first: memory trouble shows at once
             for start in range(0, len(items), self.batch_size):
                 batch = items[start : start + self.batch_size]
-                for index, generation in self._run_batch(batch, max_new_tokens, stop, settings):
+                seeds = [sampling_seed(requests[index], settings, index) for index, _ in batch]
+                for index, generation in self._run_batch(batch, seeds, max_new_tokens, stop, settings):
                     answers[index] = generation
         assert all(answer is not None for answer in answers)
         return answers  # type: ignore[return-value]
@@ -333,6 +330,7 @@ class LocalGenerator(Generator):
     def _run_batch(
         self,
         batch: list[tuple[int, list[int]]],
+        seeds: list[int],
         max_new_tokens: int,
         stop: tuple[str, ...],
         settings: DecodingSettings,
@@ -345,13 +343,18 @@ class LocalGenerator(Generator):
             temperature=settings.temperature,
             top_p=settings.top_p,
         )
-        seeds = None if settings.temperature == 0 else [request_seed(settings.seed, index) for index in indices]
         try:
-            texts = self.text_generator.generate_ids([ids for _, ids in batch], params, stop, seeds)
+            texts = self.text_generator.generate_ids(
+                [ids for _, ids in batch], params, stop, None if settings.temperature == 0 else seeds
+            )
         except Exception as error:  # e.g. out of memory: one batch must not end the run
             if len(batch) > 1:
                 logger.warning("a batch of %d failed (%s); running it one by one", len(batch), one_line(error))
-                return [answer for item in batch for answer in self._run_batch([item], max_new_tokens, stop, settings)]
+                return [
+                    answer
+                    for item, seed in zip(batch, seeds, strict=True)
+                    for answer in self._run_batch([item], [seed], max_new_tokens, stop, settings)
+                ]
             logger.warning("request %d failed: %s", indices[0], one_line(error))
             return [(indices[0], Generation(text="", error=f"generation failed: {one_line(error)}"))]
         return [(index, Generation(text=text)) for index, text in zip(indices, texts, strict=True)]
@@ -459,7 +462,7 @@ class EndpointGenerator(Generator):
             max_tokens=request.max_new_tokens,
             temperature=settings.temperature,
             top_p=settings.top_p,
-            seed=request_seed(settings.seed, index),
+            seed=sampling_seed(request, settings, index),
             n=1,
         )
         stop = [s for s in request.stop if s]

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from repolm.benchmark_folder import find_benchmarks
 from repolm.errors import RepolmError, one_line
-from repolm.eval.generators import Generator
+from repolm.eval.generators import Generator, request_seed
 from repolm.eval.paper_results import paper_results
 from repolm.eval.pass_at_k import pass_at_k_table
 from repolm.eval.records import VERDICTS, DecodingSettings, ExecutionResult, GenerationRequest, Program
@@ -246,18 +246,19 @@ def generate_samples(
     with path.open("a", encoding="utf-8") as file:
         for start in range(0, len(todo), GENERATION_CHUNK):
             chunk = todo[start : start + GENERATION_CHUNK]
-            requests = [generation_request(task, problem, mode, config) for problem, _ in chunk]
-            # sample i of every problem gets its own seed, so that samples differ and a resumed run draws the same
-            settings = [replace(config.decoding, seed=config.decoding.seed + index) for _, index in chunk]
-            generations = []
-            for seed in sorted({setting.seed for setting in settings}):
-                rows = [row for row, setting in enumerate(settings) if setting.seed == seed]
-                answers = generator.generate([requests[row] for row in rows], replace(config.decoding, seed=seed))
-                if len(answers) != len(rows):
-                    raise RuntimeError(f"generator returned {len(answers)} answers for {len(rows)} requests")
-                generations.extend(zip(rows, answers, strict=True))
-            for row, generation in sorted(generations, key=lambda pair: pair[0]):
-                problem, index = chunk[row]
+            # each (problem, sample) has its own seed: samples of a problem differ, and a resumed run, whose
+            # chunks hold other requests, draws the same
+            requests = [
+                replace(
+                    generation_request(task, problem, mode, config),
+                    seed=request_seed(config.decoding.seed, problem.task_id, index),
+                )
+                for problem, index in chunk
+            ]
+            generations = generator.generate(requests, config.decoding)
+            if len(generations) != len(requests):
+                raise RuntimeError(f"generator returned {len(generations)} answers for {len(requests)} requests")
+            for (problem, index), generation in zip(chunk, generations, strict=True):
                 if generation.error is not None:
                     sample = Sample(problem.task_id, index, "", generation.text, generation.error)
                 else:

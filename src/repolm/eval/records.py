@@ -110,6 +110,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     """Stop strings: the returned text is cut before the first one."""
     max_new_tokens: int = 512
+    seed: int | None = None
+    """Sampling seed of this request; None: derived from the run's seed and the request's place in the call. An
+    evaluation run sets it from the problem and sample index, so a resumed run samples the same."""
 
 
 @dataclass(frozen=True)

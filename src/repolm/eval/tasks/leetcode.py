@@ -27,11 +27,10 @@ from repolm.eval.records import ExecutionResult, GenerationRequest, Limits, Prog
 from repolm.eval.tasks.base import (
     INSTRUCT,
     Problem,
+    Record,
     Task,
-    benchmark_file,
-    check_unique_ids,
+    load_records,
     python_import_header,
-    read_json_lines,
 )
 
 COT_SENTENCE_PAPER = "You need first to write a step-by-step outline and then write the code."
@@ -55,6 +54,24 @@ def extract_python_code(text: str) -> str:
     return _TOP_LEVEL_STOP.split(text)[0]
 
 
+def _problem(record: Record) -> Problem:
+    """A problem from one record of the contest file (prompt_sft, test, meta.difficulty, title)."""
+    meta = record.get("meta", dict)
+    difficulty = meta.get("difficulty")
+    if not isinstance(difficulty, str) or difficulty.lower() not in DIFFICULTIES:
+        raise RepolmError(f"{record.where}: field 'meta.difficulty' must be Easy, Medium or Hard")
+    return Problem(
+        task_id=record.get("task_id"),
+        prompt=record.get("prompt_sft"),
+        language="python",
+        metadata={
+            "test": record.get("test"),
+            "difficulty": difficulty.lower(),
+            "title": meta.get("title") or record.data.get("title"),
+        },
+    )
+
+
 class LeetCodeTask(Task):
     """LeetCode contests July 2023 - January 2024 (180), instruct prompt as shipped, pass@1 per difficulty."""
 
@@ -70,26 +87,7 @@ class LeetCodeTask(Task):
         self.description = f"LeetCode contests 2023-07..2024-01 (180), DeepSeek-Coder instruct prompt{cot}, pass@1"
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
-        path = benchmark_file(benchmarks_dir, self.data_files[0], self.name)
-        problems = []
-        for record in read_json_lines(path):
-            meta = record.get("meta", dict)
-            difficulty = meta.get("difficulty")
-            if not isinstance(difficulty, str) or difficulty.lower() not in DIFFICULTIES:
-                raise RepolmError(f"{record.where}: field 'meta.difficulty' must be Easy, Medium or Hard")
-            problems.append(
-                Problem(
-                    task_id=record.get("task_id"),
-                    prompt=record.get("prompt_sft"),
-                    language="python",
-                    metadata={
-                        "test": record.get("test"),
-                        "difficulty": difficulty.lower(),
-                        "title": meta.get("title") or record.data.get("title"),
-                    },
-                )
-            )
-        return check_unique_ids(problems, path)
+        return load_records(benchmarks_dir, self, _problem)
 
     def message(self, problem: Problem) -> str:
         """The user message: the data's prompt_sft, plus the chain-of-thought sentence for leetcode-cot."""

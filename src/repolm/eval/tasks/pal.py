@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from repolm.eval.records import ExecutionResult, GenerationRequest, Limits, Program
-from repolm.eval.tasks.base import BASE, Problem, Record, Task, benchmark_file, check_unique_ids, read_json_lines
+from repolm.eval.tasks.base import BASE, Problem, Record, Task, load_records
 
 PAL_PROMPT = '''Let's use python to solve math problems.
 
@@ -224,6 +224,8 @@ class PalDataset:
     question: Callable[[Record], str]
     answer: Callable[[Record], str]
     """The raw answer text (before normalization)."""
+    reference: Callable[[Record], str] | None = None
+    """The dataset's own reference program, if it ships one; else the reference returns the answer."""
 
 
 def _svamp_question(record: Record) -> str:
@@ -252,7 +254,11 @@ PAL_DATASETS: dict[str, PalDataset] = {
         lambda record: re.sub(r"\(.*?\)", "", record.get("answer")).strip(),
     ),
     "pal-gsm-hard": PalDataset(
-        "gsm-hard.json", "GSM-Hard", lambda record: record.get("input").strip(), lambda r: _float_text(r, "target")
+        "gsm-hard.json",
+        "GSM-Hard",
+        lambda record: record.get("input").strip(),
+        lambda record: _float_text(record, "target"),
+        reference=lambda record: record.get("code").strip("\n") + "\n",
     ),
 }
 
@@ -277,25 +283,19 @@ class PalTask(Task):
         self.data_files = (f"pal-math/{self.dataset.file_name}",)
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
-        path = benchmark_file(benchmarks_dir, self.data_files[0], self.name)
-        problems = []
-        for record in read_json_lines(path):
-            question = self.dataset.question(record)
-            answer = self.dataset.answer(record)
-            if self.name == "pal-gsm-hard":
-                reference = record.get("code").strip("\n") + "\n"
-            else:
-                reference = answer_program(answer)
-            problems.append(
-                Problem(
-                    task_id=str(record.get("idx", int)),
-                    prompt=f"{PAL_PROMPT}\n\nQuestion: {question}\n",
-                    language="python",
-                    reference=reference,
-                    metadata={"question": question, "answer": normalize_answer(answer), "raw_answer": answer},
-                )
-            )
-        return check_unique_ids(problems, path)
+        return load_records(benchmarks_dir, self, self._problem)
+
+    def _problem(self, record: Record) -> Problem:
+        question = self.dataset.question(record)
+        answer = self.dataset.answer(record)
+        reference = self.dataset.reference(record) if self.dataset.reference else answer_program(answer)
+        return Problem(
+            task_id=str(record.get("idx", int)),
+            prompt=f"{PAL_PROMPT}\n\nQuestion: {question}\n",
+            language="python",
+            reference=reference,
+            metadata={"question": question, "answer": normalize_answer(answer), "raw_answer": answer},
+        )
 
     def request(self, problem: Problem, mode: str) -> GenerationRequest:
         self.check_mode(mode)
