@@ -41,21 +41,12 @@ stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer
 
 def _load_generator(args: argparse.Namespace):
     """The model folder's model and tokenizer (or --tokenizer's), as a `TextGenerator`."""
-    from repolm.hf_folder import load_pretrained
-    from repolm.infer.devices import resolve_device, resolve_dtype
     from repolm.infer.engine import Engine
-    from repolm.infer.text import TextGenerator
-    from repolm.tokenizer import CodeTokenizer
+    from repolm.infer.text import TextGenerator, load_model_and_tokenizer
 
-    device = resolve_device(args.device, "--device")
-    dtype = resolve_dtype(args.dtype, device, "--dtype")
-    model = load_pretrained(args.model, device=device, dtype=dtype)
-    tokenizer = CodeTokenizer.load(args.tokenizer or args.model)
-    if len(tokenizer) > model.config.vocab_size:
-        raise RepolmError(
-            f"tokenizer {args.tokenizer or args.model} has {len(tokenizer)} ids but the model's vocab_size is "
-            f"{model.config.vocab_size}"
-        )
+    model, tokenizer = load_model_and_tokenizer(
+        args.model, args.device, args.dtype, args.tokenizer, options=("--device", "--dtype")
+    )
     return TextGenerator(Engine(model, compile=args.compile), tokenizer)
 
 

@@ -21,10 +21,10 @@ from repolm.eval.generators import (
     DEEPSEEK_FIM_TEMPLATE,
     EndpointGenerator,
     LocalGenerator,
-    cut_at_stop_strings,
     request_seed,
 )
 from repolm.eval.records import DecodingSettings, Generation, GenerationRequest
+from repolm.eval.tasks.base import truncate_at_stops
 from repolm.infer.prompts import instruct_prompt
 from repolm.infer.sampling import SamplingParams
 from repolm.infer.text import TextGenerator
@@ -226,10 +226,10 @@ def test_local_sampling_is_seeded(tiny_model_dir: Path, local: LocalGenerator):
     assert local.generate([copies[0], copies[1], seeded], SAMPLED)[2].text == alone
 
 
-def test_cut_at_stop_strings():
-    assert cut_at_stop_strings("abc\ndef\nghi", ("\ng", "\nd")) == "abc"
-    assert cut_at_stop_strings("abc", ("", "x")) == "abc"
-    assert cut_at_stop_strings("abc", ()) == "abc"
+def test_truncate_at_stops():
+    assert truncate_at_stops("abc\ndef\nghi", ("\ng", "\nd")) == "abc"
+    assert truncate_at_stops("abc", ("", "x")) == "abc"
+    assert truncate_at_stops("abc", ()) == "abc"
 
 
 # -----------------------------------------------------------------------------

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 import os
 import time
@@ -53,11 +52,11 @@ import httpx
 
 from repolm.errors import RepolmError, one_line
 from repolm.eval.records import DecodingSettings, Generation, GenerationRequest
+from repolm.eval.tasks.base import truncate_at_stops
 from repolm.tokenizer.special_tokens import FIM_BEGIN_TOKEN, FIM_END_TOKEN, FIM_HOLE_TOKEN
 
 if TYPE_CHECKING:
-    from repolm.model.llama import Transformer
-    from repolm.tokenizer import CodeTokenizer
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +100,6 @@ def sampling_seed(request: GenerationRequest, settings: DecodingSettings, index:
     return request.seed if request.seed is not None else request_seed(settings.seed, index)
 
 
-def cut_at_stop_strings(text: str, stop_strings: Sequence[str]) -> str:
-    """`text` up to (without) the first occurrence of any non-empty stop string."""
-    cut = min((position for position in (text.find(s) for s in stop_strings if s) if position >= 0), default=-1)
-    return text[:cut] if cut >= 0 else text
-
-
 def _check_settings(settings: DecodingSettings) -> None:
     if settings.temperature < 0:
         raise RepolmError(f"temperature must be >= 0, got {settings.temperature}")
@@ -127,43 +120,6 @@ def _check_request(request: GenerationRequest) -> None:
 # Local model folders
 
 
-def load_model_and_tokenizer(
-    model_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto"
-) -> tuple[Transformer, CodeTokenizer]:
-    """The model and tokenizer of a model folder (as `repolm generate` loads them); RepolmError on bad input."""
-    from repolm.hf_folder import load_pretrained
-    from repolm.infer.devices import resolve_device, resolve_dtype
-    from repolm.tokenizer import CodeTokenizer
-
-    resolved_device = resolve_device(device)
-    model = load_pretrained(model_dir, device=resolved_device, dtype=resolve_dtype(dtype, resolved_device))
-    tokenizer = CodeTokenizer.load(model_dir)
-    if len(tokenizer) > model.config.vocab_size:
-        raise RepolmError(
-            f"{model_dir}: the tokenizer has {len(tokenizer)} ids but the model's vocab_size is "
-            f"{model.config.vocab_size}"
-        )
-    return model, tokenizer
-
-
-def weight_files(model_dir: str | os.PathLike) -> list[Path]:
-    """The weight files of a model folder, in the order `load_pretrained` prefers them: model.safetensors, the shards
-    of model.safetensors.index.json, pytorch_model.bin, the shards of pytorch_model.bin.index.json."""
-    from repolm.hf_folder import PYTORCH_INDEX_NAME, PYTORCH_NAME, SAFETENSORS_INDEX_NAME, SAFETENSORS_NAME
-
-    directory = Path(model_dir)
-    for single, index in ((SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME), (PYTORCH_NAME, PYTORCH_INDEX_NAME)):
-        if (directory / single).is_file():
-            return [directory / single]
-        if (directory / index).is_file():
-            try:
-                weight_map = json.loads((directory / index).read_text(encoding="utf-8"))["weight_map"]
-                return [directory / name for name in sorted(set(weight_map.values()))]
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-                raise RepolmError(f"{directory / index}: no readable weight_map ({one_line(error)})") from None
-    raise RepolmError(f"{directory}: no weight files ({SAFETENSORS_NAME}, {PYTORCH_NAME} or their sharded indexes)")
-
-
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file, read in 16 MiB chunks."""
     digest = hashlib.sha256()
@@ -176,6 +132,8 @@ def file_sha256(path: Path) -> str:
 def weights_sha256(model_dir: str | os.PathLike) -> tuple[str, dict[str, str]]:
     """(one hash of all weights, {file name: sha256}). One file: its own sha256 (what `sha256sum` prints); several:
     the sha256 of the `sha256sum`-style lines "<hash>  <name>\\n" of the files in name order."""
+    from repolm.hf_folder import weight_files
+
     hashes = {path.name: file_sha256(path) for path in weight_files(model_dir)}
     if len(hashes) == 1:
         return next(iter(hashes.values())), hashes
@@ -209,6 +167,8 @@ class LocalGenerator(Generator):
         self.batch_size = batch_size
         self.max_seq_len = max_seq_len
         self.compile = compile
+        from repolm.infer.text import load_model_and_tokenizer
+
         model, tokenizer = load_model_and_tokenizer(model_dir, device, dtype)
         if max_seq_len > model.config.max_position_embeddings:
             logger.warning(
@@ -497,7 +457,7 @@ class EndpointGenerator(Generator):
             message = self._redact(one_line(error))
             logger.warning("request %d: %s", index, message)
             return Generation(text="", error=message)
-        return Generation(text=cut_at_stop_strings(text, request.stop))
+        return Generation(text=truncate_at_stops(text, request.stop))
 
     def _post(self, client: httpx.Client, path: str, body: dict) -> Any:
         """The JSON answer of one API call, with retries; raises `_RequestFailed` with a one-line reason."""

@@ -46,7 +46,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from repolm.errors import RepolmError, one_line
-from repolm.eval.generators import load_model_and_tokenizer
+from repolm.infer.text import load_model_and_tokenizer
 from repolm.tokenizer.corpus import DATA_SUFFIXES, is_validation, read_documents
 
 logger = logging.getLogger(__name__)

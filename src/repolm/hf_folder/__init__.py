@@ -24,10 +24,11 @@ from repolm.hf_folder.files import (
     SAFETENSORS_NAME,
 )
 from repolm.hf_folder.names import join_fused, split_fused, to_hf_state_dict
-from repolm.hf_folder.reading import load_pretrained
+from repolm.hf_folder.reading import load_pretrained, weight_files
 from repolm.hf_folder.writing import save_pretrained
 
 __all__ = [
+    "weight_files",
     "CONFIG_NAME",
     "GENERATION_CONFIG_NAME",
     "PYTORCH_INDEX_NAME",

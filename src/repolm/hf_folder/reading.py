@@ -145,23 +145,34 @@ class _Checkpoint:
     bin_state: dict[str, torch.Tensor]  # tensors of pytorch_model*.bin files (memory-mapped), by HF name
 
 
+def _find_weight_files(directory: Path) -> tuple[list[Path], str, str]:
+    """(files, "safetensors" or "bin", the file that names them) in HF's order of preference."""
+    if (directory / SAFETENSORS_NAME).exists():
+        return [directory / SAFETENSORS_NAME], "safetensors", SAFETENSORS_NAME
+    if (directory / SAFETENSORS_INDEX_NAME).exists():
+        shards = _shard_names(directory / SAFETENSORS_INDEX_NAME)
+        return [directory / s for s in shards], "safetensors", SAFETENSORS_INDEX_NAME
+    if (directory / PYTORCH_NAME).exists():
+        return [directory / PYTORCH_NAME], "bin", PYTORCH_NAME
+    if (directory / PYTORCH_INDEX_NAME).exists():
+        shards = _shard_names(directory / PYTORCH_INDEX_NAME)
+        return [directory / s for s in shards], "bin", PYTORCH_INDEX_NAME
+    raise RepolmError(
+        f"{directory}: no weights found (expected {SAFETENSORS_NAME}, {SAFETENSORS_INDEX_NAME}, "
+        f"{PYTORCH_NAME} or {PYTORCH_INDEX_NAME})"
+    )
+
+
+def weight_files(directory: str | Path) -> list[Path]:
+    """The weight files `load_pretrained` reads from a model folder: model.safetensors, the shards of
+    model.safetensors.index.json, pytorch_model.bin or the shards of pytorch_model.bin.index.json, in that order of
+    preference; RepolmError naming the folder or a bad index."""
+    return _find_weight_files(Path(directory))[0]
+
+
 def _open_checkpoint(directory: Path) -> _Checkpoint:
     """Find the folder's weight files (HF's order of preference) and read their headers."""
-    if (directory / SAFETENSORS_NAME).exists():
-        files, kind, description = [directory / SAFETENSORS_NAME], "safetensors", SAFETENSORS_NAME
-    elif (directory / SAFETENSORS_INDEX_NAME).exists():
-        shards = _shard_names(directory / SAFETENSORS_INDEX_NAME)
-        files, kind, description = [directory / s for s in shards], "safetensors", SAFETENSORS_INDEX_NAME
-    elif (directory / PYTORCH_NAME).exists():
-        files, kind, description = [directory / PYTORCH_NAME], "bin", PYTORCH_NAME
-    elif (directory / PYTORCH_INDEX_NAME).exists():
-        shards = _shard_names(directory / PYTORCH_INDEX_NAME)
-        files, kind, description = [directory / s for s in shards], "bin", PYTORCH_INDEX_NAME
-    else:
-        raise RepolmError(
-            f"{directory}: no weights found (expected {SAFETENSORS_NAME}, {SAFETENSORS_INDEX_NAME}, "
-            f"{PYTORCH_NAME} or {PYTORCH_INDEX_NAME})"
-        )
+    files, kind, description = _find_weight_files(directory)
     entries: dict[str, _Tensor] = {}
     bin_state: dict[str, torch.Tensor] = {}
     for path in files:

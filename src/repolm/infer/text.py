@@ -8,12 +8,15 @@ character, never the start of what may become a stop string.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from repolm.errors import RepolmError
 from repolm.infer.engine import Engine
 from repolm.infer.prompts import FimMode, completion_prompt_ids, fim_prompt_ids
 from repolm.infer.sampling import SamplingParams
+from repolm.model import Transformer
 from repolm.tokenizer import CodeTokenizer
 
 
@@ -157,3 +160,27 @@ class TextGenerator:
         for delta in self.stream_ids([ids], params, stop_strings):
             if delta.text:
                 yield delta.text
+
+
+def load_model_and_tokenizer(
+    model_dir: str | os.PathLike,
+    device: str = "auto",
+    dtype: str = "auto",
+    tokenizer_dir: str | os.PathLike | None = None,
+    options: tuple[str, str] = ("device", "dtype"),
+) -> tuple[Transformer, CodeTokenizer]:
+    """A model folder's model on `device` in `dtype` (names as `repolm.infer.devices` reads them, errors naming
+    `options`) and its tokenizer (or `tokenizer_dir`'s); RepolmError when the tokenizer has more ids than the model."""
+    from repolm.hf_folder import load_pretrained
+    from repolm.infer.devices import resolve_device, resolve_dtype
+
+    resolved_device = resolve_device(device, options[0])
+    model = load_pretrained(model_dir, device=resolved_device, dtype=resolve_dtype(dtype, resolved_device, options[1]))
+    tokenizer_dir = tokenizer_dir or model_dir
+    tokenizer = CodeTokenizer.load(tokenizer_dir)
+    if len(tokenizer) > model.config.vocab_size:
+        raise RepolmError(
+            f"{tokenizer_dir}: the tokenizer has {len(tokenizer)} ids but the model's vocab_size is "
+            f"{model.config.vocab_size}"
+        )
+    return model, tokenizer

@@ -244,10 +244,11 @@ def check_unique_ids(problems: Sequence[Problem], path: Path) -> list[Problem]:
 
 
 def truncate_at_stops(text: str, stops: Iterable[str]) -> str:
-    """`text` cut before the earliest occurrence of any stop string (DeepSeek's `_truncate_code_at_stopwords`)."""
+    """`text` cut before the earliest occurrence of any non-empty stop string (DeepSeek's
+    `_truncate_code_at_stopwords`)."""
     end = len(text)
     for stop in stops:
-        index = text.find(stop)
+        index = text.find(stop) if stop else -1
         if 0 <= index < end:
             end = index
     return text[:end]

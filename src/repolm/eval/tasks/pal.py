@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from repolm.eval.records import ExecutionResult, GenerationRequest, Limits, Program
-from repolm.eval.tasks.base import BASE, Problem, Record, Task, load_records
+from repolm.eval.tasks.base import BASE, Problem, Record, Task, load_records, truncate_at_stops
 
 PAL_PROMPT = '''Let's use python to solve math problems.
 
@@ -190,10 +190,7 @@ def math_equal(prediction: object, reference: object) -> bool:
 
 def extract_program(generation: str) -> str:
     """DeepSeek's `extract_python_block_with_solution`, after cutting the text at the stop words."""
-    for stop in STOPS:
-        if stop in generation:
-            generation = generation[: generation.index(stop)]
-    match = _SOLUTION_BLOCK.search(generation)
+    match = _SOLUTION_BLOCK.search(truncate_at_stops(generation, STOPS))
     if match is None:
         return ""
     return match.group(1) + "def solution():\n" + match.group(2)
