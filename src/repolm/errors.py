@@ -13,6 +13,10 @@ class RepolmError(Exception):
     """An error in the user's input; the message names what is wrong and where."""
 
 
-def one_line(error: BaseException) -> str:
-    """An exception's message on one line (for `RepolmError` messages that quote a library's error)."""
-    return " ".join(str(error).split()) or type(error).__name__
+def one_line(error: BaseException | str, limit: int | None = None) -> str:
+    """An exception's message (or a text) on one line, whitespace runs collapsed, cut to `limit` characters with
+    "..." when given (for messages that quote a library's error or a program's output)."""
+    line = " ".join(str(error).split())
+    if not line and isinstance(error, BaseException):
+        line = type(error).__name__
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."

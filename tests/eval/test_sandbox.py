@@ -619,3 +619,37 @@ def test_unprivileged_harness_uses_a_user_namespace() -> None:
 def test_the_harness_goes_on_after_the_hostile_suite(sandbox: Sandbox) -> None:
     result = run_python(sandbox, "assert sum(range(10)) == 45\nprint('ok')\n")
     assert (result.returncode, result.stdout) == (0, "ok\n")
+
+
+def test_forkserver_code_names_only_its_own_definitions_and_imports() -> None:
+    """The forkserver runs its section of sandbox.py alone (`python -I -S` with the stdlib modules it imports): a name
+    from the rest of the module (say a repolm helper) would raise NameError inside a run, and the sandbox would then
+    fall back to rlimits only. Every name the section reads must be defined there, imported there, or a builtin."""
+    import ast
+    import builtins
+
+    from repolm.eval.sandbox import _FORKSERVER_IMPORTS, _forkserver_code
+
+    tree = ast.parse(_forkserver_code())
+    defined = set(_FORKSERVER_IMPORTS) | set(dir(builtins)) | {"annotations"}
+    annotations = set()  # never evaluated (from __future__ import annotations)
+    for node in ast.walk(tree):
+        for annotation in (getattr(node, "annotation", None), getattr(node, "returns", None)):
+            if annotation is not None:
+                annotations.update(id(name) for name in ast.walk(annotation))
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        if isinstance(node, ast.FunctionDef | ast.Lambda):
+            defined.update(argument.arg for argument in ast.walk(node.args) if isinstance(argument, ast.arg))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            defined.add(node.id)
+        elif isinstance(node, ast.alias):
+            defined.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            defined.add(node.name)
+    used = {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in annotations
+    }
+    assert used - defined == set(), f"the forkserver section reads names it does not define: {sorted(used - defined)}"

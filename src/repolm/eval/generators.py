@@ -477,9 +477,9 @@ class EndpointGenerator(Generator):
                     try:
                         return response.json()
                     except ValueError:
-                        excerpt = " ".join(response.text[:ERROR_BODY_CHARACTERS].split())
+                        excerpt = one_line(response.text[:ERROR_BODY_CHARACTERS])
                         raise _RequestFailed(f"malformed answer to POST {path}: not JSON ({excerpt!r})") from None
-                excerpt = " ".join(response.text[:ERROR_BODY_CHARACTERS].split())
+                excerpt = one_line(response.text[:ERROR_BODY_CHARACTERS])
                 reason = f"HTTP {response.status_code} {response.reason_phrase} on POST {path}: {excerpt}".rstrip(": ")
                 if response.status_code != 429 and response.status_code < 500:
                     raise _RequestFailed(reason)
@@ -501,7 +501,7 @@ class EndpointGenerator(Generator):
             if "error" in data:
                 error = data["error"]
                 detail = error.get("message", error) if isinstance(error, dict) else error
-                raise _RequestFailed("the server answered an error: " + " ".join(str(detail).split()))
+                raise _RequestFailed("the server answered an error: " + one_line(str(detail)))
             raise _RequestFailed("malformed answer: no choices")
         choice = choices[0]
         if not isinstance(choice, dict):

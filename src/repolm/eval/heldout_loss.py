@@ -65,7 +65,6 @@ class HeldoutDocument:
 
 @dataclass
 class _Counts:
-    documents: int = 0
     skipped_files: int = 0
 
 
@@ -129,7 +128,8 @@ def iter_documents(
         as_jsonl = data_format == "jsonl" or (data_format == "auto" and bool(jsonl_files))
         if as_jsonl and not jsonl_files:
             raise RepolmError(f"held-out data {path}: no .jsonl or .jsonl.zst files in {root} or its subfolders")
-        for file in jsonl_files if as_jsonl else _visible_files(path):
+        plain_files = files if root == path else _visible_files(path)  # walk a folder once
+        for file in jsonl_files if as_jsonl else plain_files:
             relative_name = file.relative_to(path).as_posix()
             if as_jsonl:
                 yield from _jsonl_documents(file, relative_name)
@@ -217,12 +217,12 @@ def heldout_bits_per_byte(
             batch[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         batch = batch.to(model_device)
         logits = model(batch)  # (B, T, V)
-        nats = 0.0
+        row_nats = []
         for row, (ids, first) in enumerate(windows):
             predicted = logits[row, first - 1 : len(ids) - 1].float()  # position p predicts token p + 1
             targets = batch[row, first : len(ids)]
-            nats += functional.cross_entropy(predicted, targets, reduction="sum").double().item()
-        return nats
+            row_nats.append(functional.cross_entropy(predicted, targets, reduction="sum").double())
+        return torch.stack(row_nats).sum().item()  # one device sync per batch
 
     remaining = max_bytes
     bar = tqdm(desc="held-out loss", unit="doc", disable=not progress)

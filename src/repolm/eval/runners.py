@@ -35,6 +35,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repolm.errors import one_line
 from repolm.eval.records import ExecutionResult, Limits, ProcessResult, Program, Verdict
 from repolm.eval.sandbox import DEFAULT_SEARCH_PATH, Sandbox, SandboxError
 
@@ -251,9 +252,8 @@ def _tail(text: str) -> str:
     return text[-TAIL_CHARACTERS:]
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+DETAIL_CHARACTERS = 300
+"""Longest line of a program's output quoted in a verdict's detail."""
 
 
 _ERROR_WORD = re.compile(r"error|exception|assert|panic|fail|fatal", re.IGNORECASE)
@@ -271,8 +271,8 @@ def _compile_error_line(result: ProcessResult, workdir: Path) -> str:
     for pattern in (re.compile(r"\berror\b", re.IGNORECASE), _LOCATION_LINE):
         for line in lines:
             if pattern.search(line) and not line.startswith("FAIL"):
-                return _one_line(line)
-    return _one_line(lines[0]) if lines else result.detail
+                return one_line(line, DETAIL_CHARACTERS)
+    return one_line(lines[0], DETAIL_CHARACTERS) if lines else result.detail
 
 
 def _failure_line(result: ProcessResult, workdir: Path) -> str:
@@ -281,12 +281,12 @@ def _failure_line(result: ProcessResult, workdir: Path) -> str:
     for lines in streams:
         for line in reversed(lines):
             if _EXCEPTION_LINE.match(line.strip()):
-                return _one_line(line)
+                return one_line(line, DETAIL_CHARACTERS)
     for lines in streams:
         for line in reversed(lines):
             if _ERROR_WORD.search(line) and not line.lstrip().startswith(("at ", "File ", "#")):
-                return _one_line(line)
-    return _one_line(streams[0][-1]) if streams[0] else result.detail
+                return one_line(line, DETAIL_CHARACTERS)
+    return one_line(streams[0][-1], DETAIL_CHARACTERS) if streams[0] else result.detail
 
 
 @dataclass
@@ -531,7 +531,7 @@ def _run_go(run: _Run, memory: int | None) -> ExecutionResult:
         lines = [line.strip() for line in output.splitlines()]
         messages = [line for line in lines if re.match(r"\S+\.go:\d+:", line)]
         if messages:
-            return run.verdict("failed", f"failed: {_one_line(messages[0])}", result)
+            return run.verdict("failed", f"failed: {one_line(messages[0], DETAIL_CHARACTERS)}", result)
     return run.judge(result)
 
 
@@ -556,7 +556,7 @@ def execute(program: Program, sandbox: Sandbox, search_path: str | None = None) 
             run = _Run(program, toolchain, sandbox, workdir)
             return _execute_language(run)
     except SandboxError as error:
-        return ExecutionResult("error", f"sandbox error: {_one_line(str(error))}", 0.0)
+        return ExecutionResult("error", f"sandbox error: {one_line(str(error), DETAIL_CHARACTERS)}", 0.0)
 
 
 def _execute_safely(program: Program, sandbox: Sandbox, search_path: str | None) -> ExecutionResult:
@@ -564,7 +564,9 @@ def _execute_safely(program: Program, sandbox: Sandbox, search_path: str | None)
         return execute(program, sandbox, search_path)
     except Exception as error:  # noqa: BLE001 - one program never stops the others
         logger.exception("execution of a %s program failed in the harness", program.language)
-        return ExecutionResult("error", f"harness error: {type(error).__name__}: {_one_line(str(error))}", 0.0)
+        return ExecutionResult(
+            "error", f"harness error: {type(error).__name__}: {one_line(str(error), DETAIL_CHARACTERS)}", 0.0
+        )
 
 
 def execute_all(

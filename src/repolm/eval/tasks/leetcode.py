@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from repolm.errors import RepolmError
-from repolm.eval.records import ExecutionResult, GenerationRequest, Limits, Program
+from repolm.eval.records import GenerationRequest, Limits, Program
 from repolm.eval.tasks.base import (
     INSTRUCT,
     Problem,
@@ -113,9 +112,6 @@ class LeetCodeTask(Task):
         self.check_mode(mode)
         body = completion + "\n" + problem.metadata["test"] + "\n"
         return Program("python", python_import_header(body, EXTRA_IMPORTS) + body, Limits(wall_seconds=TIMEOUT_SECONDS))
-
-    def score(self, problem: Problem, completion: str, execution: ExecutionResult | None) -> dict[str, Any]:
-        return {"passed": execution is not None and execution.passed}
 
     def group(self, problem: Problem) -> str:
         return problem.metadata["difficulty"]
