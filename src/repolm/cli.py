@@ -108,7 +108,12 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
     parser.add_argument(
-        "--compile", action="store_true", help="decode through torch.compile (pays a compile once; long outputs)"
+        "--compile",
+        action="store_true",
+        help=(
+            "decode through torch.compile: on CPUs frozen weights in C++ GEMM kernels (~20 s to compile, a weight "
+            "copy per batch size), on GPUs CUDA graphs; pays off for long outputs"
+        ),
     )
     parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
 
@@ -412,7 +417,10 @@ def _add_eval_parsers(commands, common: argparse.ArgumentParser) -> None:
     options.add_argument(
         "--compile",
         action="store_true",
-        help="local engine: decode through torch.compile, as CUDA graphs on GPUs (a compile per batch shape)",
+        help=(
+            "local engine: decode through torch.compile (on CPUs frozen weights in C++ GEMM kernels, a compile and "
+            "a weight copy per batch size; on GPUs CUDA graphs, a compile per batch shape)"
+        ),
     )
     options.add_argument("--max-seq-len", type=int, default=4096, help="prompt + output tokens (default 4096)")
     options.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")

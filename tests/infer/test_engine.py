@@ -182,9 +182,14 @@ def test_bad_prompts_and_params_are_rejected():
 
 @pytest.mark.parametrize("device", DEVICES, indirect=True)
 def test_compiled_fixed_shape_decoding_equals_eager(device):
-    """Engine(compile=True): fixed-shape decode steps through torch.compile give the eager engine's tokens."""
+    """Engine(compile=True): fixed-shape decode steps through torch.compile give the eager engine's tokens. On CPUs
+    the weights are frozen into inductor's C++ GEMM kernels and one graph serves every cache length of a batch size
+    (on CUDA a graph per length bucket, replayed as a CUDA graph)."""
+    from torch._dynamo.utils import counters
+
     ours, _ = _pair(2, 4.0, device)
     eager, compiled = Engine(ours), Engine(ours, compile=True)
+    assert compiled.freeze_weights is (device.type == "cpu") and compiled.cuda_graphs is (device.type == "cuda")
     batch = _prompts((5, 17, 9), seed=6)
     params = SamplingParams(max_new_tokens=20)
     free = eager.generate(batch, params)
@@ -193,6 +198,26 @@ def test_compiled_fixed_shape_decoding_equals_eager(device):
     stop_token = free[1][3]
     params = SamplingParams(max_new_tokens=20, stop_token_ids=(stop_token,))
     assert compiled.generate(batch, params) == eager.generate(batch, params)
+    # a longer request of the same batch size: another cache length bucket (64 -> 128 slots)
+    graphs = counters["stats"]["unique_graphs"]
+    longer = SamplingParams(max_new_tokens=90)
+    assert compiled.generate(batch, longer) == eager.generate(batch, longer)
+    new_graphs = counters["stats"]["unique_graphs"] - graphs
+    assert new_graphs == (0 if device.type == "cpu" else 1), new_graphs
+
+
+def test_frozen_weights_options_are_checked():
+    """`freeze_weights` is for the plain compiled path: combined with CUDA graphs it is refused with a clear error;
+    `freeze_weights=False` on a CPU compiles without freezing (a graph per length bucket) and gives the same tokens."""
+    ours, _ = _pair(4, 1.0)
+    with pytest.raises(ValueError, match="freeze_weights and cuda_graphs"):
+        Engine(ours, compile=True, cuda_graphs=True, freeze_weights=True)
+    assert not Engine(ours).freeze_weights  # only compiled engines freeze
+    plain = Engine(ours, compile=True, freeze_weights=False)
+    assert not plain.freeze_weights
+    batch = _prompts((4, 9), seed=10)
+    params = SamplingParams(max_new_tokens=12)
+    assert plain.generate(batch, params) == Engine(ours).generate(batch, params)
 
 
 @pytest.mark.parametrize("device", DEVICES, indirect=True)
