@@ -4,14 +4,15 @@ Measures decode tokens/s (prefill excluded) with greedy decoding and a KV cache:
 - `small` at batch 1 and batch 8;
 - `deepseek-coder-1.3b` (random weights, fp32) at batch 1, with the memory-bandwidth bound: a decode step
   must read every weight once, so tokens/s <= bandwidth / bytes of weights read per step. Bandwidth is
-  measured here with the same kind of operation (a large matrix-vector product).
+  measured here with the same kind of operation (large matrix-vector products reading as many bytes as a step),
+  between the timed runs; the best rate measured sets the bound.
 
 `small` also runs `Engine(compile=True)` (decode steps through torch.compile; compile time excluded, as a
 server pays it once). Both systems share one set of weight tensors (no second copy).
 
 On a GPU (`--device cuda`, bf16 by default there) the same measurements run on the device, `deepseek-coder-1.3b`
-at batch 1 and 8, both with and without compile, and the bound uses the device's bandwidth (a bf16 matrix-vector
-product of 1 GiB on the device).
+at batch 1 and 8, both with and without compile, and the bound uses the device's bandwidth (bf16 matrix-vector
+products on the device).
 Run: `python benchmarks/bench_generate.py` (options: --device, --dtype, --skip-1.3b, --no-compile, --new-tokens N,
 --threads N, --json FILE).
 """
@@ -47,29 +48,42 @@ def transformers_twin(model: torch.nn.Module) -> LlamaForCausalLM:
     return twin.eval()
 
 
-def decode_step_seconds(run: Callable[[int], float], new_tokens: int, repeats: int) -> float:
-    """(best of `repeats` runs of N tokens - best of `repeats` runs of 1 token) / (N - 1)."""
-    long_runs, short_runs = [], []
+Runner = Callable[[int], float]
+"""Generates n new tokens for the benchmark's prompts and returns the seconds it took."""
+
+
+def decode_step_seconds(
+    runners: dict[str, Runner], new_tokens: int, repeats: int, between: Callable[[], None] | None = None
+) -> dict[str, float]:
+    """Seconds per decode step of each runner: (best time for N tokens - best time for 1 token) / (N - 1) over
+    `repeats` rounds (each best separately: a disturbed 1-token run must not make the difference look small).
+
+    The runners take turns within each round, so all of them meet the same moments of a shared machine (its speed
+    moves 2-3x within minutes); `between` runs at the start of each round (the 1.3B bound measures the bandwidth
+    there)."""
+    for run in runners.values():
+        run(new_tokens), run(1)  # warm-up (and, with compile=True, compile both cache-length buckets)
+    long_runs: dict[str, list[float]] = {name: [] for name in runners}
+    short_runs: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
-        long_runs.append(run(new_tokens))
-        short_runs.append(run(1))
-    return (min(long_runs) - min(short_runs)) / (new_tokens - 1)
+        if between is not None:
+            between()
+        for name, run in runners.items():
+            long_runs[name].append(run(new_tokens))
+            short_runs[name].append(run(1))
+    return {name: (min(long_runs[name]) - min(short_runs[name])) / (new_tokens - 1) for name in runners}
 
 
-def time_ours(engine: Engine, prompts: list[list[int]], new_tokens: int, repeats: int) -> float:
-    """Seconds per decode step: (best time for N tokens - best time for 1 token) / (N - 1) over `repeats` runs
-    (each best separately: a disturbed 1-token run must not make the difference look small)."""
-
+def ours_runner(engine: Engine, prompts: list[list[int]]) -> Runner:
     def run(n: int) -> float:
         start = time.perf_counter()
         engine.generate(prompts, SamplingParams(max_new_tokens=n))
         return time.perf_counter() - start
 
-    run(new_tokens), run(1)  # warm-up (and, with compile=True, compile both cache-length buckets)
-    return decode_step_seconds(run, new_tokens, repeats)
+    return run
 
 
-def time_transformers(model: LlamaForCausalLM, prompts: list[list[int]], new_tokens: int, repeats: int) -> float:
+def transformers_runner(model: LlamaForCausalLM, prompts: list[list[int]]) -> Runner:
     ids = torch.tensor(prompts, device=model.device)
 
     def run(n: int) -> float:
@@ -78,24 +92,39 @@ def time_transformers(model: LlamaForCausalLM, prompts: list[list[int]], new_tok
             model.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
         return time.perf_counter() - start
 
-    run(4)
-    return decode_step_seconds(run, new_tokens, repeats)
+    return run
 
 
-def matvec_bandwidth(device: torch.device, dtype: torch.dtype, bytes_: int = 1 << 30) -> float:
-    """Bytes/s of a large matrix-vector product (reads the matrix once) in `dtype` on `device`, best of 5."""
-    rows = bytes_ // dtype.itemsize // 4096
-    matrix = torch.randn(rows, 4096, device=device, dtype=dtype)
-    vector = torch.randn(4096, device=device, dtype=dtype)
-    torch.mv(matrix, vector)
-    best = float("inf")
-    for _ in range(5):
-        synchronize(device)
-        start = time.perf_counter()
-        torch.mv(matrix, vector)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return matrix.numel() * dtype.itemsize / best
+class BandwidthProbe:
+    """Bytes/s of large matrix-vector products (each reads its matrix once) in `dtype` on `device`.
+
+    A measurement times enough back-to-back products of one 1 GiB matrix to read `bytes_per_measurement` (the weights
+    of one decode step), so the rate is one sustained over a step's worth of reading, as a decode step must sustain
+    it. `measure()` runs between the timed decoding runs, so the bound comes from the same minutes as the decoding
+    (a shared machine's bandwidth moves); `best` is the highest rate measured."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, bytes_per_measurement: int) -> None:
+        self.device = device
+        self.matrix = torch.randn((1 << 30) // dtype.itemsize // 4096, 4096, device=device, dtype=dtype)
+        self.vector = torch.randn(4096, device=device, dtype=dtype)
+        matrix_bytes = self.matrix.numel() * dtype.itemsize
+        self.products = max(1, round(bytes_per_measurement / matrix_bytes))
+        self.bytes_read = self.products * matrix_bytes
+        self.rates: list[float] = []
+        torch.mv(self.matrix, self.vector)
+
+    def measure(self, repeats: int = 2) -> None:
+        for _ in range(repeats):
+            synchronize(self.device)
+            start = time.perf_counter()
+            for _ in range(self.products):
+                torch.mv(self.matrix, self.vector)
+            synchronize(self.device)
+            self.rates.append(self.bytes_read / (time.perf_counter() - start))
+
+    @property
+    def best(self) -> float:
+        return max(self.rates)
 
 
 def synchronize(device: torch.device) -> None:
@@ -120,12 +149,19 @@ def bench_preset(
     twin = transformers_twin(model)
     engine = Engine(model)
     compiled = Engine(model, compile=True) if compile else None
+    # per step every weight matrix is read once, except the embedding table (one row per token)
+    weight_bytes = (config.num_parameters - config.vocab_size * config.hidden_size) * dtype.itemsize
+    probe = BandwidthProbe(device, dtype, weight_bytes) if "deepseek" in name else None
+    between = probe.measure if probe is not None else None
     rows = []
     for batch in batches:
         generator = torch.Generator().manual_seed(batch)
         prompts = torch.randint(0, config.vocab_size, (batch, prompt_length), generator=generator).tolist()
-        ours = time_ours(engine, prompts, new_tokens, repeats)
-        theirs = time_transformers(twin, prompts, new_tokens, repeats)
+        runners = {"repolm": ours_runner(engine, prompts), "transformers": transformers_runner(twin, prompts)}
+        if compiled is not None:
+            runners["repolm compiled"] = ours_runner(compiled, prompts)
+        steps = decode_step_seconds(runners, new_tokens, repeats, between)
+        ours, theirs = steps["repolm"], steps["transformers"]
         row = dict(
             model=name,
             device=str(device),
@@ -140,15 +176,13 @@ def bench_preset(
             f"{row['transformers_tokens_per_s']:8.1f} tok/s   ratio {row['ratio']:.2f}x"
         )
         if compiled is not None:
-            ours_compiled = time_ours(compiled, prompts, new_tokens, repeats)
+            ours_compiled = steps["repolm compiled"]
             row.update(repolm_compiled_tokens_per_s=batch / ours_compiled, compiled_ratio=theirs / ours_compiled)
             line += f"   | repolm compiled {batch / ours_compiled:8.1f} tok/s   ratio {theirs / ours_compiled:.2f}x"
         rows.append(row)
         print(line, flush=True)
-    if "deepseek" in name:
-        bandwidth = matvec_bandwidth(device, dtype)
-        # per step every weight matrix is read once, except the embedding table (one row per token)
-        weight_bytes = (config.num_parameters - config.vocab_size * config.hidden_size) * dtype.itemsize
+    if probe is not None:
+        bandwidth = probe.best
         bound = bandwidth / weight_bytes
         fraction = rows[0]["repolm_tokens_per_s"] / bound
         rows[0].update(bandwidth_gb_s=bandwidth / 1e9, bound_tokens_per_s=bound, fraction_of_bound=fraction)
@@ -157,11 +191,13 @@ def bench_preset(
             rows[0]["compiled_fraction_of_bound"] = rows[0]["repolm_compiled_tokens_per_s"] / bound
             reached += f" (compiled: {rows[0]['compiled_fraction_of_bound']:.0%})"
         print(
-            f"  bandwidth ({dtype_name} matvec) {bandwidth / 1e9:.1f} GB/s, "
+            f"  bandwidth ({dtype_name} matvecs reading {probe.bytes_read / 1e9:.1f} GB, best of {len(probe.rates)} "
+            "between the runs) "
+            f"{bandwidth / 1e9:.1f} GB/s, "
             f"{weight_bytes / 1e9:.2f} GB of weights per step -> bound {bound:.2f} tok/s at batch 1; {reached}",
             flush=True,
         )
-    del model, twin, engine, compiled
+    del model, twin, engine, compiled, probe
     return rows
 
 
@@ -185,12 +221,12 @@ def main() -> None:
         f"python {sys.version.split()[0]}"
     )
     # on GPUs, prompt + new tokens fit one compile bucket (64): one compiled graph per batch size
-    results = bench_preset("small", [1, 8], args.new_tokens, 3, 16 if on_gpu else 32, args.compile, device, dtype)
+    results = bench_preset("small", [1, 8], args.new_tokens, 5, 16 if on_gpu else 32, args.compile, device, dtype)
     if not args.skip_large:
         # on CPUs a 1.3B decode step takes ~0.2 s: a few tokens at batch 1 suffice; on GPUs batch 8 and compile too
         batches, new_tokens = ([1, 8], args.new_tokens) if on_gpu else ([1], 8)
         results += bench_preset(
-            "deepseek-coder-1.3b", batches, new_tokens, 3 if on_gpu else 2, 16, args.compile and on_gpu, device, dtype
+            "deepseek-coder-1.3b", batches, new_tokens, 3, 16, args.compile and on_gpu, device, dtype
         )
     if args.json:
         with open(args.json, "w") as handle:

@@ -212,6 +212,9 @@ def test_frozen_weights_options_are_checked():
     ours, _ = _pair(4, 1.0)
     with pytest.raises(ValueError, match="freeze_weights and cuda_graphs"):
         Engine(ours, compile=True, cuda_graphs=True, freeze_weights=True)
+    with pytest.raises(ValueError, match="freeze_weights is for models on CPUs"):
+        Engine(ours.to("meta"), compile=True, freeze_weights=True)
+    ours, _ = _pair(4, 1.0)
     assert not Engine(ours).freeze_weights  # only compiled engines freeze
     plain = Engine(ours, compile=True, freeze_weights=False)
     assert not plain.freeze_weights

@@ -77,12 +77,13 @@ def frozen_weight_options(model: torch.nn.Module) -> dict:
     """Inductor options for decode steps with frozen weights on CPUs: matrix products through inductor's C++ GEMM
     template (weights packed at compile time). In float32 that template covers every product of the model, so it is
     the only backend (no timing of alternatives: compiles are shorter and the choice does not depend on a noisy
-    measurement); other dtypes may fall back to ATen's. The autotuner's timing table is not printed."""
+    measurement); other dtypes may fall back to ATen's. The autotuner's timings are not printed."""
     dtype = next(model.parameters()).dtype
     return {
         "max_autotune": True,
         "max_autotune_gemm_backends": "CPP" if dtype == torch.float32 else "CPP,ATEN",
         "autotune_num_choices_displayed": 0,
+        "max_autotune_report_choices_stats": False,
     }
 
 
@@ -109,6 +110,8 @@ class Engine:
         self.cuda_graphs = compile and (self.device.type == "cuda" if cuda_graphs is None else cuda_graphs)
         if freeze_weights is None:
             freeze_weights = self.device.type == "cpu" and not self.cuda_graphs
+        if freeze_weights and self.device.type != "cpu":
+            raise ValueError(f"freeze_weights is for models on CPUs (inductor's C++ kernels), not {self.device}")
         if freeze_weights and self.cuda_graphs:
             raise ValueError("freeze_weights and cuda_graphs cannot be combined; choose one")
         self.freeze_weights = compile and freeze_weights
