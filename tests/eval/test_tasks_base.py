@@ -88,7 +88,7 @@ def test_get_task_unknown_lists_known_tasks() -> None:
 def test_unknown_mode_is_a_user_error() -> None:
     task = TASKS["leetcode"]
     problem = Problem("x", "prompt", "python", metadata={"test": ""})
-    with pytest.raises(RepolmError, match="task leetcode has no prompt mode 'base' \\(it has: instruct\\)"):
+    with pytest.raises(RepolmError, match="--mode base: task leetcode has no such prompt mode \\(it has: instruct\\)"):
         task.request(problem, BASE)
     assert task.check_mode(None) == INSTRUCT
 

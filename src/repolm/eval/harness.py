@@ -139,14 +139,6 @@ def load_problems(task: Task, config: EvaluationConfig) -> list[Problem]:
     return problems
 
 
-def resolve_mode(task: Task, mode: str | None) -> str:
-    if mode is None:
-        return task.default_mode
-    if mode not in task.modes:
-        raise RepolmError(f"--mode {mode}: {task.name} supports {', '.join(task.modes)}")
-    return mode
-
-
 def generation_request(task: Task, problem: Problem, mode: str, config: EvaluationConfig) -> GenerationRequest:
     request = task.request(problem, mode)
     if config.max_new_tokens is not None:
@@ -432,7 +424,7 @@ def evaluate(
         raise RepolmError("give exactly one of --model, --endpoint and --samples")
     started = time.time()
     task = get_task(config.task)
-    mode = resolve_mode(task, config.mode)
+    mode = task.check_mode(config.mode)
     problems = load_problems(task, config)
     if not problems:
         raise RepolmError(f"{task.name}: no problems to evaluate")

@@ -118,7 +118,8 @@ class Task(ABC):
         if mode is None:
             return self.default_mode
         if mode not in self.modes:
-            raise RepolmError(f"task {self.name} has no prompt mode {mode!r} (it has: {', '.join(self.modes)})")
+            modes = ", ".join(self.modes)
+            raise RepolmError(f"--mode {mode}: task {self.name} has no such prompt mode (it has: {modes})")
         return mode
 
     def __repr__(self) -> str:
