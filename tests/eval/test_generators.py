@@ -155,6 +155,8 @@ def test_local_describe_is_stable_and_hashes_the_weights(tiny_model_dir: Path, l
     expected_hash = hashlib.sha256((tiny_model_dir / "model.safetensors").read_bytes()).hexdigest()
     assert description["weights_sha256"] == expected_hash
     assert description["weight_files_sha256"] == {"model.safetensors": expected_hash}
+    tokenizer_hash = hashlib.sha256((tiny_model_dir / "tokenizer.json").read_bytes()).hexdigest()
+    assert description["tokenizer_sha256"] == tokenizer_hash
     assert description["device"] == "cpu" and description["dtype"] == "float32"
     assert description["config"]["num_hidden_layers"] == 4
     json.dumps(description)  # a results file can hold it

@@ -185,7 +185,7 @@ class LocalGenerator(Generator):
     def describe(self) -> dict[str, Any]:
         """kind, model path, weight hashes, tokenizer hash, model config, parameters, device, dtype, batching."""
         if self._description is None:
-            from repolm.tokenizer.tokenizer import TOKENIZER_FILE
+            from repolm.tokenizer.tokenizer import tokenizer_sha256
 
             model = self.text_generator.engine.model
             config = model.config
@@ -195,7 +195,7 @@ class LocalGenerator(Generator):
                 "model": str(self.model_dir.resolve()),
                 "weights_sha256": combined,
                 "weight_files_sha256": per_file,
-                "tokenizer_sha256": file_sha256(self.model_dir / TOKENIZER_FILE),
+                "tokenizer_sha256": tokenizer_sha256(self.model_dir),
                 "config": config.to_dict(),
                 "parameters": model.num_parameters(),
                 "device": str(self.text_generator.engine.device),

@@ -53,7 +53,7 @@ from repolm.errors import RepolmError, one_line
 from repolm.folder_writer import write_file_atomically
 from repolm.tokenizer.fim import FimConfig, FimTokenIds, fim_documents, split_files
 from repolm.tokenizer.token_shards import FORMAT, TokenShardWriter, token_dtype, write_meta
-from repolm.tokenizer.tokenizer import TOKENIZER_FILE, CodeTokenizer
+from repolm.tokenizer.tokenizer import CodeTokenizer, tokenizer_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _produced_by(
         "format": FORMAT,
         "input": str(input_folder.resolve()),
         "tokenizer": str(tokenizer_dir.resolve()),
-        "tokenizer_sha256": hashlib.sha256((tokenizer_dir / TOKENIZER_FILE).read_bytes()).hexdigest(),
+        "tokenizer_sha256": tokenizer_sha256(tokenizer_dir),
         "vocab_size": tokenizer.vocab_size,
         "eos_id": tokenizer.eos_id,
         "fim": dataclasses.asdict(fim),

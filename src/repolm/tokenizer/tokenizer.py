@@ -12,6 +12,7 @@ ByteLevel pre-tokenizer without prefix space, and a ByteLevel decoder, and nothi
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,14 @@ logger = logging.getLogger(__name__)
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+
+
+def tokenizer_sha256(folder: str | Path) -> str:
+    """The SHA-256 of a tokenizer folder's `tokenizer.json`: what names the tokenizer in token-corpus metadata and in
+    evaluation records (what `sha256sum tokenizer.json` prints)."""
+    return hashlib.sha256((Path(folder) / TOKENIZER_FILE).read_bytes()).hexdigest()
+
+
 CHAT_TEMPLATE_FILE = "chat_template.jinja"  # transformers >= 4.50 saves the template here instead of in the config
 
 DEFAULT_MODEL_MAX_LENGTH = 16384  # DeepSeek-Coder's context length (paper: 16K window)
