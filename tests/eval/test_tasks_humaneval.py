@@ -249,3 +249,22 @@ def test_multipl_e_program_assembly(benchmarks_dir: Path) -> None:
         problem.prompt + "x\n" + problem.metadata["test"],
         3.0,
     )
+
+
+def test_program_sources_follow_each_languages_settings() -> None:
+    """Programs are assembled from the language's settings alone (no data files needed): C++ adds the include helper
+    lines the prompt lacks, C# every using line, PHP its opening and closing tags, the others prompt + test."""
+    from repolm.eval.tasks.humaneval import CPP_INCLUDE_HELPER, CSHARP_USING_HELPER, MULTIPL_E_LANGUAGES
+
+    def source(suffix: str, prompt: str) -> str:
+        return MULTIPL_E_LANGUAGES[suffix].program_source(prompt, "BODY", "TEST")
+
+    cpp = source("cpp", "#include<vector>\nint f() {")
+    header = [line for line in CPP_INCLUDE_HELPER if line != "#include<vector>"]
+    assert cpp == "\n".join(header) + "\n\n#include<vector>\nint f() {BODY\nTEST"
+    assert source("cs", "class P {") == "\n".join(CSHARP_USING_HELPER) + "\n\nclass P {BODY\nTEST"
+    assert source("php", "function f() {") == "<?php\nfunction f() {BODY\nTEST?>"
+    assert source("php", "<?php\nfunction f() {") == "<?php\nfunction f() {BODY\nTEST?>"
+    assert source("js", "function f() {") == "function f() {BODY\nTEST"
+    assert MULTIPL_E_LANGUAGES["ts"].extra_stops == TYPESCRIPT_EXTRA_STOPS
+    assert all(MULTIPL_E_LANGUAGES[suffix].extra_stops == () for suffix in MULTIPL_E_LANGUAGES if suffix != "ts")

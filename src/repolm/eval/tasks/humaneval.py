@@ -115,16 +115,40 @@ class LanguageSettings:
     """The block is cut where this text starts (the model's own main function)."""
     completion_closes_function: bool = False
     """True where the tests do not start with the function's closing brace, so the completion must close it."""
+    extra_stops: tuple[str, ...] = ()
+    """Base-mode stop words added to the data file's own `stop_tokens`."""
+    header_lines: tuple[str, ...] = ()
+    """Lines put before the program (includes, usings), then an empty line."""
+    header_skips_prompt_lines: bool = False
+    """Leave out the header lines that the prompt already has."""
+    opening_line: str | None = None
+    """A first line the program must start with (added when the prompt does not)."""
+    closing_text: str = ""
+    """Text after the tests (a closing tag)."""
+
+    def program_source(self, prompt: str, completion: str, test: str) -> str:
+        """The program that runs `test` against the prompt and its completion, as DeepSeek's MultiPL-E harness
+        assembles it for this language."""
+        code = prompt + completion
+        if self.opening_line is not None and not code.startswith(self.opening_line):
+            code = self.opening_line + "\n" + code
+        source = code + "\n" + test + self.closing_text
+        if self.header_lines:
+            header = [line for line in self.header_lines if not (self.header_skips_prompt_lines and line in prompt)]
+            source = "".join(line + "\n" for line in header) + "\n" + source
+        return source
 
 
 PYTHON = LanguageSettings("python", "python")
 MULTIPL_E_LANGUAGES: dict[str, LanguageSettings] = {
-    "cpp": LanguageSettings("cpp", "cpp", main_marker="int main()"),
+    "cpp": LanguageSettings(
+        "cpp", "cpp", main_marker="int main()", header_lines=CPP_INCLUDE_HELPER, header_skips_prompt_lines=True
+    ),
     "java": LanguageSettings("java", "java", main_marker="public static void main"),
     "js": LanguageSettings("js", "javascript", completion_closes_function=True),
-    "ts": LanguageSettings("ts", "typescript", completion_closes_function=True),
-    "php": LanguageSettings("php", "php", completion_closes_function=True),
-    "cs": LanguageSettings("cs", "csharp", main_marker="public static void Main"),
+    "ts": LanguageSettings("ts", "typescript", completion_closes_function=True, extra_stops=TYPESCRIPT_EXTRA_STOPS),
+    "php": LanguageSettings("php", "php", completion_closes_function=True, opening_line="<?php", closing_text="?>"),
+    "cs": LanguageSettings("cs", "csharp", main_marker="public static void Main", header_lines=CSHARP_USING_HELPER),
     "sh": LanguageSettings("sh", "bash"),
     "go": LanguageSettings("go", "go", main_marker="func main(", completion_closes_function=True),
     "rs": LanguageSettings("rs", "rust", main_marker="fn main("),
@@ -300,25 +324,10 @@ class MultiplETask(_HumanEvalFamily):
         )
 
     def stops(self, problem: Problem) -> tuple[str, ...]:
-        stops = tuple(problem.metadata["stop_tokens"])
-        if self.suffix == "ts":
-            stops += TYPESCRIPT_EXTRA_STOPS
-        return stops
+        return tuple(problem.metadata["stop_tokens"]) + self.settings.extra_stops
 
     def program(self, problem: Problem, completion: str, mode: str | None = None) -> Program:
-        code = problem.prompt + completion
-        test = problem.metadata["test"]
-        if self.suffix == "cpp":
-            header = "".join(line + "\n" for line in CPP_INCLUDE_HELPER if line not in problem.prompt)
-            source = header + "\n" + code + "\n" + test
-        elif self.suffix == "cs":
-            source = "".join(line + "\n" for line in CSHARP_USING_HELPER) + "\n" + code + "\n" + test
-        elif self.suffix == "php":
-            if not code.startswith("<?php"):
-                code = "<?php\n" + code
-            source = code + "\n" + test + "?>"
-        else:
-            source = code + "\n" + test
+        source = self.settings.program_source(problem.prompt, completion, problem.metadata["test"])
         return Program(self.settings.runner, source, self.limits(mode))
 
 
