@@ -230,6 +230,13 @@ def human_eval_problem(record: Record, *, infilling: bool = False) -> Problem:
     )
 
 
+def human_eval_check_source(problem: Problem, completion: str) -> str:
+    """The program of a problem from `human_eval_problem`: prompt, completion, suffix (empty but for infilling), then
+    the test code and `check(entry_point)`, as openai/human-eval builds it."""
+    code = problem.prompt + completion + problem.suffix
+    return code + "\n" + problem.metadata["test"] + "\n" + f"check({problem.metadata['entry_point']})\n"
+
+
 def check_unique_ids(problems: Sequence[Problem], path: Path) -> list[Problem]:
     """The problems, after checking that no task id occurs twice."""
     seen: set[str] = set()

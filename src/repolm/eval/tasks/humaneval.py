@@ -53,6 +53,7 @@ from repolm.eval.tasks.base import (
     Record,
     Task,
     first_code_block,
+    human_eval_check_source,
     human_eval_problem,
     load_records,
     python_import_header,
@@ -290,14 +291,7 @@ class HumanEvalTask(_HumanEvalFamily):
         return PYTHON_STOPS
 
     def program(self, problem: Problem, completion: str, mode: str | None = None) -> Program:
-        body = (
-            problem.prompt
-            + completion
-            + "\n"
-            + problem.metadata["test"]
-            + "\n"
-            + f"check({problem.metadata['entry_point']})\n"
-        )
+        body = human_eval_check_source(problem, completion)
         return Program("python", python_import_header(body) + body, self.limits(mode))
 
 

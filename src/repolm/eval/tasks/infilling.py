@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from repolm.eval.records import ExecutionResult, GenerationRequest, Limits, Program
-from repolm.eval.tasks.base import BASE, Problem, Task, human_eval_problem, load_records
+from repolm.eval.tasks.base import BASE, Problem, Task, human_eval_check_source, human_eval_problem, load_records
 
 TIMEOUT_SECONDS = 3.0
 SINGLE_LINE_MAX_NEW_TOKENS = 128
@@ -83,16 +83,7 @@ class InfillingTask(Task):
 
     def program(self, problem: Problem, completion: str, mode: str | None = None) -> Program:
         self.check_mode(mode)
-        source = (
-            problem.prompt
-            + completion
-            + problem.suffix
-            + "\n"
-            + problem.metadata["test"]
-            + "\n"
-            + f"check({problem.metadata['entry_point']})\n"
-        )
-        return Program("python", source, Limits(wall_seconds=TIMEOUT_SECONDS))
+        return Program("python", human_eval_check_source(problem, completion), Limits(wall_seconds=TIMEOUT_SECONDS))
 
     def score(self, problem: Problem, completion: str, execution: ExecutionResult | None) -> dict[str, Any]:
         return {
