@@ -118,12 +118,6 @@ MULTIPL_E_COMPLETIONS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    with Sandbox() as shared:
-        yield shared
-
-
 def skip_if_missing(language: str) -> None:
     reason = toolchain_status(language)
     if reason is not None:

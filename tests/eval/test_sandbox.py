@@ -40,12 +40,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICK = Limits(wall_seconds=5.0)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    with Sandbox() as shared:
-        yield shared
-
-
 def run_python(sandbox: Sandbox, source: str, limits: Limits = QUICK, **options: object) -> ProcessResult:
     """A Python program the way the runners execute it: in a fork of the sandbox's started interpreter."""
     return sandbox.run_python("program.py", {"program.py": textwrap.dedent(source)}, limits, **options)
