@@ -8,7 +8,8 @@ Measures decode tokens/s (prefill excluded) with greedy decoding and a KV cache:
   between the timed runs; the best rate measured sets the bound.
 
 `small` also runs `Engine(compile=True)` (decode steps through torch.compile; compile time excluded, as a
-server pays it once). Both systems share one set of weight tensors (no second copy).
+server pays it once) and, as its peer, `transformers` with a static cache, whose forward `generate` compiles.
+Both systems share one set of weight tensors (no second copy).
 
 On a GPU (`--device cuda`, bf16 by default there) the same measurements run on the device, `deepseek-coder-1.3b`
 at batch 1 and 8, both with and without compile, and the bound uses the device's bandwidth (bf16 matrix-vector
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import CompileConfig, LlamaConfig, LlamaForCausalLM
 
 from repolm.hf_folder import config_to_hf, to_hf_state_dict
 from repolm.infer.devices import resolve_device, resolve_dtype
@@ -83,13 +84,22 @@ def ours_runner(engine: Engine, prompts: list[list[int]]) -> Runner:
     return run
 
 
-def transformers_runner(model: LlamaForCausalLM, prompts: list[list[int]]) -> Runner:
+def transformers_runner(model: LlamaForCausalLM, prompts: list[list[int]], compiled: bool = False) -> Runner:
+    """`generate` with its default dynamic cache; `compiled`: with a static cache, whose forward `generate` compiles
+    (transformers does that by itself on GPUs; `CompileConfig._compile_all_devices` asks for it on CPUs too)."""
     ids = torch.tensor(prompts, device=model.device)
+    options = {}
+    if compiled:
+        compile_config = CompileConfig()
+        compile_config._compile_all_devices = True
+        options = dict(cache_implementation="static", compile_config=compile_config)
 
     def run(n: int) -> float:
         start = time.perf_counter()
         with torch.inference_mode():
-            model.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+            model.generate(
+                input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, **options
+            )
         return time.perf_counter() - start
 
     return run
@@ -160,6 +170,7 @@ def bench_preset(
         runners = {"repolm": ours_runner(engine, prompts), "transformers": transformers_runner(twin, prompts)}
         if compiled is not None:
             runners["repolm compiled"] = ours_runner(compiled, prompts)
+            runners["transformers compiled"] = transformers_runner(twin, prompts, compiled=True)
         steps = decode_step_seconds(runners, new_tokens, repeats, between)
         ours, theirs = steps["repolm"], steps["transformers"]
         row = dict(
@@ -179,6 +190,15 @@ def bench_preset(
             ours_compiled = steps["repolm compiled"]
             row.update(repolm_compiled_tokens_per_s=batch / ours_compiled, compiled_ratio=theirs / ours_compiled)
             line += f"   | repolm compiled {batch / ours_compiled:8.1f} tok/s   ratio {theirs / ours_compiled:.2f}x"
+            theirs_compiled = steps["transformers compiled"]
+            row.update(
+                transformers_compiled_tokens_per_s=batch / theirs_compiled,
+                compiled_vs_compiled_ratio=theirs_compiled / ours_compiled,
+            )
+            line += (
+                f"\n           transformers compiled (static cache) {batch / theirs_compiled:8.1f} tok/s   "
+                f"repolm compiled / it: {theirs_compiled / ours_compiled:.2f}x"
+            )
         rows.append(row)
         print(line, flush=True)
     if probe is not None:
