@@ -212,9 +212,8 @@ def bench_preset(
             reached += f" (compiled: {rows[0]['compiled_fraction_of_bound']:.0%})"
         print(
             f"  bandwidth ({dtype_name} matvecs reading {probe.bytes_read / 1e9:.1f} GB, best of {len(probe.rates)} "
-            "between the runs) "
-            f"{bandwidth / 1e9:.1f} GB/s, "
-            f"{weight_bytes / 1e9:.2f} GB of weights per step -> bound {bound:.2f} tok/s at batch 1; {reached}",
+            f"between the runs) {bandwidth / 1e9:.1f} GB/s, {weight_bytes / 1e9:.2f} GB of weights per step -> "
+            f"bound {bound:.2f} tok/s at batch 1; {reached}",
             flush=True,
         )
     del model, twin, engine, compiled, probe

@@ -46,7 +46,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -54,9 +54,6 @@ from repolm.errors import RepolmError, one_line
 from repolm.eval.records import DecodingSettings, Generation, GenerationRequest
 from repolm.eval.tasks.base import truncate_at_stops
 from repolm.tokenizer.special_tokens import FIM_BEGIN_TOKEN, FIM_END_TOKEN, FIM_HOLE_TOKEN
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -154,10 +151,10 @@ class LocalGenerator(Generator):
         compile: bool = False,
     ) -> None:
         """`max_seq_len`: prompt plus new tokens, at most; longer prompts are cut (see the module docstring).
-        `compile`: decode steps through `torch.compile`, replayed as CUDA graphs on GPUs (several times faster
-        there; each new batch shape pays a compile)."""
+        `compile`: decode steps through `torch.compile` (`Engine(compile=True)`: frozen weights in C++ GEMM kernels on
+        CPUs, CUDA graphs on GPUs; each new batch shape pays a compile)."""
         from repolm.infer.engine import Engine
-        from repolm.infer.text import TextGenerator
+        from repolm.infer.text import TextGenerator, load_model_and_tokenizer
 
         if batch_size < 1:
             raise RepolmError(f"batch_size must be >= 1, got {batch_size}")
@@ -167,8 +164,6 @@ class LocalGenerator(Generator):
         self.batch_size = batch_size
         self.max_seq_len = max_seq_len
         self.compile = compile
-        from repolm.infer.text import load_model_and_tokenizer
-
         model, tokenizer = load_model_and_tokenizer(model_dir, device, dtype)
         if max_seq_len > model.config.max_position_embeddings:
             logger.warning(

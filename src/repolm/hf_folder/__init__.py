@@ -28,7 +28,6 @@ from repolm.hf_folder.reading import load_pretrained, weight_files
 from repolm.hf_folder.writing import save_pretrained
 
 __all__ = [
-    "weight_files",
     "CONFIG_NAME",
     "GENERATION_CONFIG_NAME",
     "PYTORCH_INDEX_NAME",
@@ -43,4 +42,5 @@ __all__ = [
     "save_pretrained",
     "split_fused",
     "to_hf_state_dict",
+    "weight_files",
 ]

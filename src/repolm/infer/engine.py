@@ -73,12 +73,11 @@ def input_major_linear_weights(model: torch.nn.Module) -> None:
                 module.weight.data = module.weight.data.t().contiguous().t()
 
 
-def frozen_weight_options(model: torch.nn.Module) -> dict:
+def frozen_weight_options(dtype: torch.dtype) -> dict:
     """Inductor options for decode steps with frozen weights on CPUs: matrix products through inductor's C++ GEMM
     template (weights packed at compile time). In float32 that template covers every product of the model, so it is
     the only backend (no timing of alternatives: compiles are shorter and the choice does not depend on a noisy
     measurement); other dtypes may fall back to ATen's. The autotuner's timings are not printed."""
-    dtype = next(model.parameters()).dtype
     return {
         "max_autotune": True,
         "max_autotune_gemm_backends": "CPP" if dtype == torch.float32 else "CPP,ATEN",
@@ -124,7 +123,8 @@ class Engine:
             if self.cuda_graphs:
                 self._compiled_model = torch.compile(model, dynamic=False, mode="reduce-overhead")
             elif self.freeze_weights:
-                self._compiled_model = torch.compile(model, dynamic=False, options=frozen_weight_options(model))
+                options = frozen_weight_options(model.embed_tokens.weight.dtype)
+                self._compiled_model = torch.compile(model, dynamic=False, options=options)
             else:
                 self._compiled_model = torch.compile(model, dynamic=False)
         self._static_cache: KVCache | None = None  # CUDA graphs: the last request's cache, reused by the same shape
@@ -284,15 +284,8 @@ class Engine:
         if not self.cuda_graphs:
             return KVCache(self.config, batch_size, total_length, self.device, dtype)
         cache = self._static_cache
-        if (
-            self._static_cache_busy
-            or cache is None
-            or (cache.keys[0].shape[0], cache.max_length)
-            != (
-                batch_size,
-                total_length,
-            )
-        ):
+        same_shape = cache is not None and cache.keys[0].shape[0] == batch_size and cache.max_length == total_length
+        if self._static_cache_busy or not same_shape:
             cache = KVCache(self.config, batch_size, total_length, self.device, dtype)
             for tensor in cache.keys + cache.values:
                 torch._dynamo.mark_static_address(tensor, guard=False)

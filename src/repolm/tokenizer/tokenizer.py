@@ -43,14 +43,6 @@ logger = logging.getLogger(__name__)
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-
-
-def tokenizer_sha256(folder: str | Path) -> str:
-    """The SHA-256 of a tokenizer folder's `tokenizer.json`: what names the tokenizer in token-corpus metadata and in
-    evaluation records (what `sha256sum tokenizer.json` prints)."""
-    return hashlib.sha256((Path(folder) / TOKENIZER_FILE).read_bytes()).hexdigest()
-
-
 CHAT_TEMPLATE_FILE = "chat_template.jinja"  # transformers >= 4.50 saves the template here instead of in the config
 
 DEFAULT_MODEL_MAX_LENGTH = 16384  # DeepSeek-Coder's context length (paper: 16K window)
@@ -60,6 +52,12 @@ DEFAULT_MODEL_MAX_LENGTH = 16384  # DeepSeek-Coder's context length (paper: 16K 
 # ByteLevel tokenizer.json is not a Llama tokenizer before it falls back to the same class; transformers 4 would apply
 # its own `add_bos_token` handling on top. (tests/tokenizer/test_tokenizer_folders.py checks the ids.)
 HF_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+
+
+def tokenizer_sha256(folder: str | Path) -> str:
+    """The SHA-256 of a tokenizer folder's `tokenizer.json`: what names the tokenizer in token-corpus metadata and in
+    evaluation records (what `sha256sum tokenizer.json` prints)."""
+    return hashlib.sha256((Path(folder) / TOKENIZER_FILE).read_bytes()).hexdigest()
 
 
 # -----------------------------------------------------------------------------

@@ -117,7 +117,8 @@ class LanguageSettings:
     completion_closes_function: bool = False
     """True where the tests do not start with the function's closing brace, so the completion must close it."""
     extra_stops: tuple[str, ...] = ()
-    """Base-mode stop words added to the data file's own `stop_tokens`."""
+    """Base-mode stop words added to the problem's own `stop_tokens` (MultiPL-E records carry some; HumanEval
+    Python's records none, so its stop words are all here)."""
     header_lines: tuple[str, ...] = ()
     """Lines put before the program (includes, usings), then an empty line."""
     header_skips_prompt_lines: bool = False
@@ -140,7 +141,7 @@ class LanguageSettings:
         return source
 
 
-PYTHON = LanguageSettings("python", "python")
+PYTHON = LanguageSettings("python", "python", extra_stops=PYTHON_STOPS)
 MULTIPL_E_LANGUAGES: dict[str, LanguageSettings] = {
     "cpp": LanguageSettings(
         "cpp", "cpp", main_marker="int main()", header_lines=CPP_INCLUDE_HELPER, header_skips_prompt_lines=True
@@ -251,7 +252,8 @@ class _HumanEvalFamily(Task):
     metric = "execution"
 
     def stops(self, problem: Problem) -> tuple[str, ...]:
-        raise NotImplementedError
+        """Base-mode stop words: the problem's own, then the language's."""
+        return tuple(problem.metadata.get("stop_tokens", ())) + self.settings.extra_stops
 
     def request(self, problem: Problem, mode: str) -> GenerationRequest:
         mode = self.check_mode(mode)
@@ -287,9 +289,6 @@ class HumanEvalTask(_HumanEvalFamily):
     def load(self, benchmarks_dir: Path) -> list[Problem]:
         return load_records(benchmarks_dir, self, human_eval_problem)
 
-    def stops(self, problem: Problem) -> tuple[str, ...]:
-        return PYTHON_STOPS
-
     def program(self, problem: Problem, completion: str, mode: str | None = None) -> Program:
         body = human_eval_check_source(problem, completion)
         return Program("python", python_import_header(body) + body, self.limits(mode))
@@ -316,9 +315,6 @@ class MultiplETask(_HumanEvalFamily):
             language=self.settings.runner,
             metadata={"test": record.get("test"), "stop_tokens": tuple(record.get_string_list("stop_tokens"))},
         )
-
-    def stops(self, problem: Problem) -> tuple[str, ...]:
-        return tuple(problem.metadata["stop_tokens"]) + self.settings.extra_stops
 
     def program(self, problem: Problem, completion: str, mode: str | None = None) -> Program:
         source = self.settings.program_source(problem.prompt, completion, problem.metadata["test"])
