@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -314,7 +315,7 @@ def test_parent_environment_and_secrets_are_invisible(
 
 def test_network_is_unreachable(sandbox: Sandbox, outside: Outside) -> None:
     if not sandbox.network_isolated:
-        pytest.skip("network isolation unavailable here; test_missing_network_isolation_is_loud covers it")
+        pytest.skip("network isolation unavailable here; test_rlimits_only_runs_when_asked_and_is_loud covers it")
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -343,12 +344,13 @@ def test_network_is_unreachable(sandbox: Sandbox, outside: Outside) -> None:
     outside.assert_unchanged()
 
 
-def test_missing_network_isolation_is_loud(caplog: pytest.LogCaptureFixture) -> None:
+def test_rlimits_only_runs_when_asked_and_is_loud(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="repolm.eval.sandbox"):
         weak = Sandbox(isolation=ISOLATION_RLIMITS)
     try:
-        assert weak.network_isolated is False and weak.describe()["network_isolated"] is False
-        assert any("WITHOUT NETWORK ISOLATION" in record.getMessage() for record in caplog.records)
+        assert weak.network_isolated is False
+        assert weak.describe()["network_isolated"] is False and weak.describe()["isolation"] == ISOLATION_RLIMITS
+        assert any("RLIMITS ONLY, as asked" in record.getMessage() for record in caplog.records)
         with socket.socket() as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen()
@@ -561,7 +563,12 @@ _UNPRIVILEGED_HARNESS = """
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
 from repolm.eval.records import Limits
-from repolm.eval.sandbox import Sandbox
+from repolm.eval.sandbox import Sandbox, SandboxError
+try:
+    Sandbox().close()
+except SandboxError as error:
+    print(json.dumps({"refused": str(error)}))
+    sys.exit(0)
 fork_counter = (
     "import os, time\\ncount = 0\\ntry:\\n    while count < 300:\\n        if os.fork() == 0:\\n"
     "            time.sleep(3)\\n            os._exit(0)\\n        count += 1\\n"
@@ -601,9 +608,10 @@ def test_unprivileged_harness_uses_a_user_namespace() -> None:
         )
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout.strip().splitlines()[-1])
-    if report["isolation"] != ISOLATION_USER_NAMESPACE:
-        assert "WITHOUT NETWORK ISOLATION" in completed.stderr  # degraded, and loudly
+    if "refused" in report:  # user namespaces closed to this uid here: refused with the way out, never degraded
+        assert "refusing to run untrusted code" in report["refused"] and "--sandbox rlimits" in report["refused"]
         return
+    assert report["isolation"] == ISOLATION_USER_NAMESPACE
     assert report["network"] is True
     assert int(report["forks"]) < 20  # RLIMIT_NPROC holds inside the user namespace
     assert report["write"] == 1
@@ -615,35 +623,61 @@ def test_the_harness_goes_on_after_the_hostile_suite(sandbox: Sandbox) -> None:
     assert (result.returncode, result.stdout) == (0, "ok\n")
 
 
-def test_forkserver_code_names_only_its_own_definitions_and_imports() -> None:
-    """The forkserver runs its section of sandbox.py alone (`python -I -S` with the stdlib modules it imports): a name
-    from the rest of the module (say a repolm helper) would raise NameError inside a run, and the sandbox would then
-    fall back to rlimits only. Every name the section reads must be defined there, imported there, or a builtin."""
-    import ast
-    import builtins
+def test_forkserver_modules_import_only_the_standard_library() -> None:
+    """The forkserver loads `linux` and `forkserver` by their paths into a bare `python -I -S`: an import of repolm
+    (other than `linux`, which it has loaded first) or of a third-party package would fail inside every run."""
+    import repolm.eval.sandbox.forkserver as forkserver_module
+    import repolm.eval.sandbox.linux as linux_module
 
-    from repolm.eval.sandbox import _FORKSERVER_IMPORTS, _forkserver_code
+    for module in (linux_module, forkserver_module):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                imported.add(node.module)
+        foreign = {name for name in imported if name.split(".")[0] not in sys.stdlib_module_names}
+        assert foreign <= {"repolm.eval.sandbox.linux"}, f"{module.__name__} imports {sorted(foreign)}"
+        assert module is forkserver_module or not foreign
 
-    tree = ast.parse(_forkserver_code())
-    defined = set(_FORKSERVER_IMPORTS) | set(dir(builtins)) | {"annotations"}
-    annotations = set()  # never evaluated (from __future__ import annotations)
-    for node in ast.walk(tree):
-        for annotation in (getattr(node, "annotation", None), getattr(node, "returns", None)):
-            if annotation is not None:
-                annotations.update(id(name) for name in ast.walk(annotation))
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            defined.add(node.name)
-        if isinstance(node, ast.FunctionDef | ast.Lambda):
-            defined.update(argument.arg for argument in ast.walk(node.args) if isinstance(argument, ast.arg))
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
-            defined.add(node.id)
-        elif isinstance(node, ast.alias):
-            defined.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            defined.add(node.name)
-    used = {
-        node.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in annotations
-    }
-    assert used - defined == set(), f"the forkserver section reads names it does not define: {sorted(used - defined)}"
+
+def test_refuses_where_the_probe_fails_and_says_what_to_do() -> None:
+    """A real probe failure on a machine with namespaces: the harness runs in a user namespace of its own where it is
+    root (so namespaces are expected) but may create no further user namespace and has no uid to give programs.
+    `Sandbox()` must raise, not fall back to rlimits; asked for by name, rlimits-only runs and says so."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and util-linux unshare")
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from repolm.eval.records import Limits
+        from repolm.eval.sandbox import ISOLATION_RLIMITS, Sandbox, SandboxError
+        try:
+            Sandbox().close()
+            print(json.dumps({"refused": None}))
+        except SandboxError as error:
+            with Sandbox(isolation=ISOLATION_RLIMITS) as weak:
+                ran = weak.run(["true"], {}, Limits(wall_seconds=5)).returncode
+                print(json.dumps({"refused": str(error), "weak": weak.describe(), "ran": ran}))
+        """
+    )
+    command = (
+        f"echo 0 > /proc/sys/user/max_user_namespaces && exec {shlex.quote(sys.executable)} -c {shlex.quote(script)}"
+    )
+    completed = subprocess.run(
+        [unshare, "--user", "--map-root-user", "--mount", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+    )
+    if completed.returncode != 0 and "max_user_namespaces" in completed.stderr:
+        pytest.skip(f"cannot limit user namespaces in a child namespace here: {completed.stderr.strip()}")
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["refused"], "the sandbox fell back instead of refusing"
+    assert "refusing to run untrusted code" in report["refused"] and "--sandbox rlimits" in report["refused"]
+    assert "namespaces:" in report["refused"] and "user-namespace:" in report["refused"]  # why, per mode
+    assert report["weak"]["isolation"] == ISOLATION_RLIMITS and report["ran"] == 0

@@ -60,6 +60,9 @@ class ProcessResult:
     """The signal that ended the process, if one did."""
     detail: str
     """One line: "exit 0", "exit 1", "killed by SIGKILL", "wall-clock limit 10.0 s", ..."""
+    reached_end: bool | None = None
+    """With the end-of-tests channel: True when the program reported the run's secret (its tests ran to their
+    end), False when it did not (it exited early, or failed first); None when the run had no such channel."""
 
 
 @dataclass(frozen=True)
