@@ -16,6 +16,14 @@ from pathlib import Path
 
 from repolm.errors import RepolmError
 
+SANDBOX_CHOICES = {
+    "auto": None,
+    "namespaces": "namespaces",
+    "user-namespace": "user-namespace",
+    "rlimits": "rlimits-only",
+}
+"""`repolm eval --sandbox` -> the sandbox's isolation name (None: the strongest that works here)."""
+
 logger = logging.getLogger("repolm")
 
 STAGES = """\
@@ -339,6 +347,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         task_ids=task_ids,
         timeout_seconds=args.timeout,
         workers=args.workers,
+        sandbox=SANDBOX_CHOICES[args.sandbox],
     )
     generator = None
     if args.model:
@@ -413,6 +422,14 @@ def _add_eval_parsers(commands, common: argparse.ArgumentParser) -> None:
     options.add_argument("--task-ids", help="only these problems (comma-separated ids)")
     options.add_argument("--timeout", type=float, help="execution time limit per program in seconds (task default)")
     options.add_argument("--workers", type=int, help="programs executed in parallel (default: all cores)")
+    options.add_argument(
+        "--sandbox",
+        choices=SANDBOX_CHOICES,
+        default="auto",
+        help="isolation of the executed programs: auto (the strongest this machine allows; refuses to run them when "
+        "none works), namespaces (root), user-namespace, or rlimits (resource limits only: programs can read and "
+        "write what you can and reach the network; recorded in the summary and report)",
+    )
     options.add_argument("--batch-size", type=int, default=8, help="prompts per batch of the local engine (8)")
     options.add_argument(
         "--compile",

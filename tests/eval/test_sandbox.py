@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import resource
-import shlex
 import shutil
 import signal
 import socket
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from no_namespaces import without_namespaces
 
 from repolm.eval.records import Limits, ProcessResult
 from repolm.eval.sandbox import (
@@ -646,9 +646,6 @@ def test_refuses_where_the_probe_fails_and_says_what_to_do() -> None:
     """A real probe failure on a machine with namespaces: the harness runs in a user namespace of its own where it is
     root (so namespaces are expected) but may create no further user namespace and has no uid to give programs.
     `Sandbox()` must raise, not fall back to rlimits; asked for by name, rlimits-only runs and says so."""
-    unshare = shutil.which("unshare")
-    if unshare is None or os.geteuid() != 0:
-        pytest.skip("needs root and util-linux unshare")
     script = textwrap.dedent(
         """
         import json, sys
@@ -663,15 +660,11 @@ def test_refuses_where_the_probe_fails_and_says_what_to_do() -> None:
                 print(json.dumps({"refused": str(error), "weak": weak.describe(), "ran": ran}))
         """
     )
-    command = (
-        f"echo 0 > /proc/sys/user/max_user_namespaces && exec {shlex.quote(sys.executable)} -c {shlex.quote(script)}"
-    )
+    command = without_namespaces([sys.executable, "-c", script])
+    if command is None:
+        pytest.skip("needs root and util-linux unshare")
     completed = subprocess.run(
-        [unshare, "--user", "--map-root-user", "--mount", "sh", "-c", command],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     )
     if completed.returncode != 0 and "max_user_namespaces" in completed.stderr:
         pytest.skip(f"cannot limit user namespaces in a child namespace here: {completed.stderr.strip()}")

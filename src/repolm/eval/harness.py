@@ -45,7 +45,7 @@ from repolm.eval.pass_at_k import pass_at_k_table
 from repolm.eval.records import VERDICTS, DecodingSettings, ExecutionResult, GenerationRequest, Program
 from repolm.eval.report import write_report
 from repolm.eval.runners import execute_all
-from repolm.eval.sandbox import Sandbox
+from repolm.eval.sandbox import ISOLATIONS, Sandbox, SandboxError
 from repolm.eval.tasks import Problem, Task, get_task
 from repolm.eval.tasks.base import read_json_lines
 from repolm.folder_writer import write_file_atomically
@@ -82,6 +82,9 @@ class EvaluationConfig:
     """Overrides the task's (the paper's) execution time limit per program."""
     workers: int | None = None
     """Programs executed in parallel; None = every core."""
+    sandbox: str | None = None
+    """The sandbox's isolation (`repolm.eval.sandbox.ISOLATIONS`); None = the strongest this machine allows, and
+    no run at all where none works. "rlimits-only" only runs when named here, and the summary records it."""
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -95,6 +98,8 @@ class EvaluationConfig:
             raise RepolmError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
         if self.workers is not None and self.workers < 1:
             raise RepolmError(f"--workers must be >= 1, got {self.workers}")
+        if self.sandbox not in (None, *ISOLATIONS):
+            raise RepolmError(f"--sandbox: unknown isolation {self.sandbox!r}; known: {', '.join(ISOLATIONS)}")
         if self.samples_per_problem > 1 and self.decoding.temperature == 0:
             logger.warning(
                 "%d samples per problem with greedy decoding: the samples will be identical (set a "
@@ -422,7 +427,6 @@ def evaluate(
     reports in `config.output`. Returns the summary (also written as summary.json)."""
     if (generator is None) == (samples_path is None):
         raise RepolmError("give exactly one of --model, --endpoint and --samples")
-    started = time.time()
     task = get_task(config.task)
     mode = task.check_mode(config.mode)
     problems = load_problems(task, config)
@@ -433,6 +437,28 @@ def evaluate(
     else:
         source = {"samples": str(Path(samples_path).resolve())}
     settings = _settings(task, mode, problems, config, source)
+    if sandbox is None:  # before any generation: a machine that cannot isolate programs fails at once
+        try:
+            own_sandbox = Sandbox(isolation=config.sandbox)
+        except SandboxError as error:
+            raise RepolmError(f"--sandbox: {error}") from None
+        with own_sandbox:
+            return _evaluate(config, task, mode, problems, settings, source, generator, samples_path, own_sandbox)
+    return _evaluate(config, task, mode, problems, settings, source, generator, samples_path, sandbox)
+
+
+def _evaluate(
+    config: EvaluationConfig,
+    task: Task,
+    mode: str,
+    problems: Sequence[Problem],
+    settings: dict[str, Any],
+    source: dict[str, Any],
+    generator: Generator | None,
+    samples_path: Path | None,
+    sandbox: Sandbox,
+) -> dict[str, Any]:
+    started = time.time()
     output = Path(config.output)
     _prepare_run_folder(output, settings, fresh_samples=samples_path is not None)
     if generator is not None:
@@ -441,7 +467,6 @@ def evaluate(
         samples = read_samples(Path(samples_path), problems, task.name)
         write_file_atomically(output / SAMPLES_FILE, "".join(_sample_line(sample) for sample in samples))
     generated = time.time()
-    sandbox = sandbox or Sandbox()
     results = score_samples(task, problems, samples, config, sandbox, mode)
     executed = time.time()
     write_file_atomically(
@@ -461,6 +486,7 @@ def evaluate(
         },
         "generator": source.get("generator", {"kind": "samples file", "path": source.get("samples")}),
         "network_isolated": sandbox.network_isolated,
+        "sandbox": sandbox.describe(),
         "versions": package_versions(),
         "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),

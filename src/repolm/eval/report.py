@@ -18,6 +18,8 @@ never a crash. The summary it reads (what the harness writes to summary.json):
                               {"pass@1": 0.344, "source": "..."} or one per model {"pass@1": {"DeepSeek-Coder-Base
                               1.3B": 0.348, "DeepSeek-Coder-Base 6.7B": 0.494}, "source": "..."}
     network_isolated: bool    False: a loud warning at the top (generated code could reach the network)
+    sandbox: dict             optional, the sandbox's description {"isolation": "namespaces" | "user-namespace" |
+                              "rlimits-only", ...}; rlimits-only (asked for by name): a loud warning at the top
     started: str              ISO 8601 start time
     seconds: float | dict     wall-clock seconds of the run, or per phase {"generation": s, "execution": s}
     problems: int             optional, number of problems (else: distinct task ids of the rows)
@@ -49,6 +51,7 @@ from typing import Any
 
 from repolm.errors import RepolmError, one_line
 from repolm.eval.records import VERDICTS
+from repolm.eval.sandbox import ISOLATION_RLIMITS
 from repolm.folder_writer import write_file_atomically
 
 logger = logging.getLogger(__name__)
@@ -178,7 +181,15 @@ def render_markdown(summary: Mapping[str, Any], per_problem: Sequence[Mapping[st
     lines = [f"# repolm eval: {task}" + (f" ({mode})" if mode else "") + f" — {_model_name(generator)}", ""]
 
     isolated = summary.get("network_isolated")
-    if isolated is False:
+    isolation = (summary.get("sandbox") or {}).get("isolation")
+    if isolation == ISOLATION_RLIMITS:
+        lines += [
+            "> **WARNING: SANDBOX WITH RESOURCE LIMITS ONLY** (asked for with `--sandbox rlimits`). The generated",
+            "> programs ran without namespaces: they could read and write what the harness's user can, reach the",
+            "> network and leave processes behind. Results are valid; the isolation was not.",
+            "",
+        ]
+    elif isolated is False:
         lines += [
             "> **WARNING: NO NETWORK ISOLATION.** The sandbox could not create a network namespace here: the generated",
             "> programs ran with network access. Results are valid, but untrusted code could reach the network.",
@@ -202,6 +213,7 @@ def render_markdown(summary: Mapping[str, Any], per_problem: Sequence[Mapping[st
         ("problems", str(_problem_count(summary, per_problem))),
         *([("problems scored", str(summary["problems_scored"]))] if "problems_scored" in summary else []),
         ("samples", str(samples)),
+        ("sandbox", f"**{isolation}**" if isolation == ISOLATION_RLIMITS else _cell(isolation or "unknown")),
         ("network isolation", {True: "yes", False: "**NO**"}.get(isolated, "unknown")),
     ]
     lines += _table(["run", ""], overview) + [""]
@@ -343,9 +355,12 @@ def render_png(summary: Mapping[str, Any], path: Path) -> None:
     if summary.get("mode"):
         title += f" ({summary['mode']})"
     title += f" — {_model_name(summary.get('generator') or {})}"
-    if summary.get("network_isolated") is False:
+    weak = (summary.get("sandbox") or {}).get("isolation") == ISOLATION_RLIMITS
+    if weak:
+        title += "   [SANDBOX: RLIMITS ONLY]"
+    elif summary.get("network_isolated") is False:
         title += "   [NO NETWORK ISOLATION]"
-    figure.suptitle(title, color="#c62828" if summary.get("network_isolated") is False else "black")
+    figure.suptitle(title, color="#c62828" if weak or summary.get("network_isolated") is False else "black")
 
     metric_axes = axes[0]
     metrics = sorted(set(pass_at_k) | set(references), key=_metric_order)
