@@ -674,3 +674,30 @@ def test_refuses_where_the_probe_fails_and_says_what_to_do() -> None:
     assert "refusing to run untrusted code" in report["refused"] and "--sandbox rlimits" in report["refused"]
     assert "namespaces:" in report["refused"] and "user-namespace:" in report["refused"]  # why, per mode
     assert report["weak"]["isolation"] == ISOLATION_RLIMITS and report["ran"] == 0
+
+
+def test_end_of_tests_secret_is_fresh_and_comes_back_only_when_reported(sandbox: Sandbox) -> None:
+    """fd 3 holds a fresh secret per run, found nowhere else (environment, folder); `reached_end` is True only
+    when the program wrote it to fd 4, False when it did not, None without the channel."""
+    shell = "/bin/sh"
+    reveal = 'secret=$(cat <&3); echo "$secret"; env; grep -rl "$secret" . || echo not-in-folder'
+    first, second = (sandbox.run([shell, "-c", reveal], {}, QUICK, end_of_tests=True) for _ in range(2))
+    secrets_seen = [result.stdout.splitlines()[0] for result in (first, second)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", secret) for secret in secrets_seen) and len(set(secrets_seen)) == 2
+    assert first.stdout.count(secrets_seen[0]) == 1 and "not-in-folder" in first.stdout
+    assert (first.returncode, first.reached_end) == (0, False)
+    reported = sandbox.run(
+        [shell, "-c", 'cat <&3 >&4; exec 3<&-; echo "[$(cat <&3 2>&1)]"'], {}, QUICK, end_of_tests=True
+    )
+    assert reported.reached_end is True and reported.stdout.startswith("[")  # read once, then gone
+    forged = sandbox.run(
+        [shell, "-c", "cat <&3 >/dev/null; echo 0123456789abcdef0123456789abcdef >&4"], {}, QUICK, end_of_tests=True
+    )
+    assert (forged.returncode, forged.reached_end) == (0, False)
+    assert sandbox.run([shell, "-c", "true"], {}, QUICK).reached_end is None
+    # Python in process: the interpreter reports after the script; the script sees no secret descriptor
+    python = run_python(
+        sandbox, "import os\ntry:\n    os.read(3, 64)\nexcept OSError:\n    print('no fd 3')\n", end_of_tests=True
+    )
+    assert (python.stdout, python.reached_end) == ("no fd 3\n", True)
+    assert run_python(sandbox, "raise SystemExit(0)\n", end_of_tests=True).reached_end is False

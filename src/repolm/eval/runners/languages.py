@@ -16,7 +16,7 @@ the program's tests ran to their end, by the language's own means of running cod
 | python     | the sandbox's interpreter, before the script | the same, when the script returned normally          |
 | cpp, rs    | `main` wrapped at link time (`--wrap=main`)  | after the program's `main` returned                 |
 | java       | a `RepolmMain` class calling `main`          | after it returned                                   |
-| cs         | a `RepolmMain` class (`-main:`) calling `Main`| after it returned                                  |
+| cs         | `RepolmMain` (`mcs -main:`) calling `Main`   | after it returned                                   |
 | go         | a `TestMain` beside the tests                | after `m.Run()` returned                            |
 | js, ts     | a module preloaded with `node --require`     | a call appended to the source                       |
 | php        | `auto_prepend_file`                          | code appended to the source (`?>` then `<?php`)     |

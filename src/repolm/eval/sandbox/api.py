@@ -1,5 +1,6 @@
-"""The sandbox's API on the harness side: `Sandbox` starts the forkserver, probes the isolation, makes run folders,
-and runs commands (`run`, `run_python`), collecting their output, status and end-of-tests report.
+"""The sandbox's API on the harness side: `Sandbox` starts the forkserver, probes the isolation (refusing when
+none works), makes run folders, and runs commands (`run`, `run_python`), collecting their output, status and
+end-of-tests report.
 
 See the package docstring for the threat model and `forkserver` for the child side of a run.
 """
@@ -168,12 +169,13 @@ def _shutdown(control: socket.socket, server: subprocess.Popen, root: Path, pool
 
 
 class Sandbox:
-    """Runs commands on untrusted code in isolation (see the module docstring); thread-safe; one per harness.
+    """Runs commands on untrusted code in isolation (see the package docstring); thread-safe; one per harness.
 
-    `network_isolated` is True when runs are cut off from every network (a network namespace without a working
-    interface); when it is False the harness records it with the results. `isolation` names the mechanism that
-    the probe at construction found working: "namespaces" (root), "user-namespace" or "rlimits-only"; the
-    `isolation` argument asks for one of those instead of the strongest (tests use it to check the weaker ones).
+    `isolation` names the mechanism in use: by default the strongest that the probe at construction finds working,
+    "namespaces" (root) or "user-namespace"; when none works the constructor raises SandboxError (why, per mode,
+    and what to do) instead of weakening. The `isolation` argument asks for one mode by name, and is the only way to
+    get "rlimits-only". `network_isolated` is True when runs are cut off from every network (a network namespace
+    without a working interface); the harness records it, and `describe()`, with the results.
     `workdir_bytes` caps what a run may write in its folder (as root), `scratch_bytes` its /tmp, /var/tmp and
     /dev/shm, and `first_uid` is where the uids of concurrent runs start (as root).
     """
