@@ -26,6 +26,7 @@ from tqdm import tqdm
 from repolm.errors import one_line
 from repolm.eval.records import ExecutionResult, Limits, ProcessResult, Program, Verdict
 from repolm.eval.runners.languages import (
+    DETAIL_CHARACTERS,
     LANGUAGE_SETTINGS,
     RUNTIME_ADDRESS_SPACE,
     Build,
@@ -45,9 +46,6 @@ TAIL_CHARACTERS = 2000
 
 RUNTIME_PROCESSES = 256
 """Processes and threads allowed to runtimes and compilers that start a thread pool per CPU."""
-
-DETAIL_CHARACTERS = 300
-"""Longest line of a program's output quoted in a verdict's detail."""
 
 EARLY_EXIT = "failed: exited 0 before its tests ended"
 """The detail of a program that exited with status 0 without reporting the end of its tests."""
@@ -194,7 +192,7 @@ def _execute_language(run: _Run, settings: LanguageSettings) -> ExecutionResult:
         return run.judge(result)
     files = build.files
     if build.compile is not None:
-        if settings.name == "go":
+        if settings.warm_build_cache:
             _warm_go_cache(run)
         failure = run.compile_step(build.compile, files, build.compile_environment, settings.runtime_compiler)
         if failure is not None:
@@ -203,15 +201,13 @@ def _execute_language(run: _Run, settings: LanguageSettings) -> ExecutionResult:
     result = run.step(
         build.run, limits, files, build.run_environment, runtime=settings.runtime_program, end_of_tests=True
     )
-    if settings.name == "go":
-        return _judge_go(run, result)
-    verdict = run.judge(result)
-    if verdict.passed and settings.failure_in_stderr and settings.failure_in_stderr in result.stderr:
-        return run.verdict("failed", "failed: Debug.Assert failed", result)
-    return verdict
+    from_output = settings.output_verdict(result, limits) if settings.output_verdict else None
+    if from_output is not None:
+        return run.verdict(*from_output, result)
+    return run.judge(result)
 
 
-# -- Go: a warm build cache (built once from our own program) is copied into each run; the test binary's output.
+# -- Go: a warm build cache (built once from our own program) is copied into each run.
 
 _go_cache_lock = threading.Lock()
 
@@ -255,20 +251,6 @@ def _warm_go_cache(run: _Run) -> None:
     template = _go_cache_template(run)
     if template is not None:
         _copy_into(template, run.workdir / ".cache" / "go-build", run.sandbox.workdir_owner(run.workdir))
-
-
-def _judge_go(run: _Run, result: ProcessResult) -> ExecutionResult:
-    """The test binary's verdict: its own timeout panic, else the first `file.go:N:` message of a failed test."""
-    limits = run.program.limits
-    output = result.stdout + "\n" + result.stderr
-    if "panic: test timed out after" in output:
-        return run.verdict("timeout", f"timed out after {limits.wall_seconds:g} s", result)
-    if result.returncode not in (0, None) and not result.timed_out:
-        lines = [line.strip() for line in output.splitlines()]
-        messages = [line for line in lines if re.match(r"\S+\.go:\d+:", line)]
-        if messages:
-            return run.verdict("failed", f"failed: {one_line(messages[0], DETAIL_CHARACTERS)}", result)
-    return run.judge(result)
 
 
 def _copy_into(source: Path, destination: Path, owner: int | None) -> None:

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repolm.errors import one_line
+from repolm.eval.records import Limits, ProcessResult, Verdict
 from repolm.eval.runners.toolchains import Toolchain
 
 RUNTIME_ADDRESS_SPACE = 3 * 2**30
@@ -69,8 +71,10 @@ class LanguageSettings:
     """The compiler is a virtual machine or starts a thread per CPU: address-space headroom and more threads."""
     runtime_program: bool = False
     """Likewise for the program's run."""
-    failure_in_stderr: str | None = None
-    """Text in stderr that means a failed test even with exit status 0 (Mono's Debug.Assert)."""
+    warm_build_cache: bool = False
+    """Go: a warm build cache is copied into the run's folder before compiling."""
+    output_verdict: Callable[[ProcessResult, Limits], tuple[Verdict, str] | None] | None = None
+    """A verdict read from the run's output before the usual judging (Go's test output, Mono's Debug.Assert)."""
 
 
 def _heap(flag: str, memory: int | None) -> list[str]:
@@ -369,6 +373,29 @@ def _build_cs(source: str, toolchain: Toolchain, folder: Path, memory: int | Non
     return Build(files, [toolchain.programs["runtime"], "program.exe"], compile_command, run_environment=environment)
 
 
+DETAIL_CHARACTERS = 300
+"""Longest line of a program's output quoted in a verdict's detail."""
+
+
+def _go_test_verdict(result: ProcessResult, limits: Limits) -> tuple[Verdict, str] | None:
+    """The test binary's own timeout panic, or the first `file.go:N:` message of a failed test."""
+    output = result.stdout + "\n" + result.stderr
+    if "panic: test timed out after" in output:
+        return "timeout", f"timed out after {limits.wall_seconds:g} s"
+    if result.returncode not in (0, None) and not result.timed_out:
+        messages = [line.strip() for line in output.splitlines() if re.match(r"\S+\.go:\d+:", line.strip())]
+        if messages:
+            return "failed", f"failed: {one_line(messages[0], DETAIL_CHARACTERS)}"
+    return None
+
+
+def _mono_assert_verdict(result: ProcessResult, limits: Limits) -> tuple[Verdict, str] | None:
+    """Under Mono a failed `Debug.Assert` only prints (to stderr, with MONO_TRACE_LISTENER) and the run goes on."""
+    if result.returncode == 0 and "System.Diagnostics.DefaultTraceListener.Fail" in result.stderr:
+        return "failed", "failed: Debug.Assert failed"
+    return None
+
+
 LANGUAGE_SETTINGS: dict[str, LanguageSettings] = {
     settings.name: settings
     for settings in (
@@ -379,14 +406,21 @@ LANGUAGE_SETTINGS: dict[str, LanguageSettings] = {
         LanguageSettings("ts", _build_ts, runtime_compiler=True, runtime_program=True),
         LanguageSettings("php", _build_php),
         LanguageSettings("sh", _build_sh),
-        LanguageSettings("go", _build_go, runtime_compiler=True, runtime_program=True),
+        LanguageSettings(
+            "go",
+            _build_go,
+            runtime_compiler=True,
+            runtime_program=True,
+            warm_build_cache=True,
+            output_verdict=_go_test_verdict,
+        ),
         LanguageSettings("rs", _build_rs, runtime_compiler=True),
         LanguageSettings(
             "cs",
             _build_cs,
             runtime_compiler=True,
             runtime_program=True,
-            failure_in_stderr="System.Diagnostics.DefaultTraceListener.Fail",
+            output_verdict=_mono_assert_verdict,
         ),
     )
 }
