@@ -10,6 +10,11 @@ subprocesses the tests start (the CLI, a training run killed with -9, evaluation
 training-loop tests run their loop with it (1 when unset, for speed on a busy machine). Unset, torch keeps its
 default (one thread per core). The suite must pass with 1 and with 2 threads, under AVX-512 and AVX2 dispatch
 (`ATEN_CPU_CAPABILITY=avx2`); the header of the run names the thread count and the CPU capability.
+
+With ATEN_CPU_CAPABILITY set (and no TORCHINDUCTOR_CACHE_DIR), compiled code is cached in a folder of its own, e.g.
+/tmp/torchinductor_root_avx2: torch 2.13's inductor picks its vector ISA from ATEN_CPU_CAPABILITY but leaves it out
+of its cache keys, so a graph cached under AVX-512 dispatch and reused under `avx2` (or the other way round) reads
+out of bounds (an index error, a segfault or an abort in the compiled-decoding tests).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import getpass  # noqa: E402
 import sysconfig  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -128,8 +135,19 @@ def requested_threads(config: pytest.Config) -> int | None:
     return value
 
 
+def inductor_cache_per_capability() -> None:
+    """Points torch.compile's cache at a folder of the dispatched capability when ATEN_CPU_CAPABILITY is set (see the
+    module doc); exported, so the subprocesses use it too. A TORCHINDUCTOR_CACHE_DIR given by the user is kept."""
+    capability = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ and capability.isalnum():
+        folder = Path(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{capability}")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Applies the requested thread count to this process and, through the environment, to its subprocesses."""
+    """Keeps compiled code apart per CPU capability; applies the requested thread count to this process and, through
+    the environment, to its subprocesses."""
+    inductor_cache_per_capability()
     threads = requested_threads(config)
     if threads is None:
         return
@@ -145,9 +163,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     import torch
 
     source = "torch's default" if requested_threads(config) is None else f"--torch-threads / {THREADS_VARIABLE}"
+    inductor_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default")
     return (
         f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-        f"{torch.get_num_threads()} intra-op threads ({source})"
+        f"{torch.get_num_threads()} intra-op threads ({source}), inductor cache {inductor_cache}"
     )
 
 
