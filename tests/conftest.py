@@ -3,6 +3,18 @@
 The tokenizer is trained once per session (well under a second). The model folder holds a `tiny`-preset-shaped model
 (vocabulary sized to that tokenizer) saved with `save_pretrained`, plus the tokenizer saved into the same folder, as
 `repolm model init --preset tiny --tokenizer ...` would write it; the CLI and the inference tests load it from disk.
+
+Threads: `--torch-threads N` (or the environment variable REPOLM_TEST_THREADS=N) sets torch's intra-op threads of the
+test process (`torch.set_num_threads`) and exports OMP_NUM_THREADS=N and REPOLM_TEST_THREADS=N, so that the
+subprocesses the tests start (the CLI, a training run killed with -9, evaluation runs) use the same count; the
+training-loop tests run their loop with it (1 when unset, for speed on a busy machine). Unset, torch keeps its
+default (one thread per core). The suite must pass with 1 and with 2 threads, under AVX-512 and AVX2 dispatch
+(`ATEN_CPU_CAPABILITY=avx2`); the header of the run names the thread count and the CPU capability.
+
+With ATEN_CPU_CAPABILITY set (and no TORCHINDUCTOR_CACHE_DIR), compiled code is cached in a folder of its own, e.g.
+/tmp/torchinductor_root_avx2: torch 2.13's inductor picks its vector ISA from ATEN_CPU_CAPABILITY but leaves it out
+of its cache keys, so a graph cached under AVX-512 dispatch and reused under `avx2` (or the other way round) reads
+out of bounds (an index error, a segfault or an abort in the compiled-decoding tests).
 """
 
 from __future__ import annotations
@@ -12,12 +24,16 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import getpass  # noqa: E402
 import sysconfig  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from repolm.tokenizer import CodeTokenizer, train_tokenizer  # noqa: E402
+
+THREADS_VARIABLE = "REPOLM_TEST_THREADS"
 
 SMALL_VOCAB_SIZE = 1000  # BPE ids 0..999, leftovers 1000..1012, special tokens 1013..1021
 
@@ -92,6 +108,66 @@ def tiny_generator(tiny_model_dir: Path):
 
     model = load_pretrained(tiny_model_dir, device="cpu")
     return TextGenerator(Engine(model), CodeTokenizer.load(tiny_model_dir))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help=f"torch intra-op threads for the tests and the subprocesses they start (default: ${THREADS_VARIABLE}, "
+        "else torch's default)",
+    )
+
+
+def requested_threads(config: pytest.Config) -> int | None:
+    """The thread count asked for by --torch-threads or $REPOLM_TEST_THREADS; None when neither is given."""
+    value = config.getoption("--torch-threads")
+    if value is None:
+        text = os.environ.get(THREADS_VARIABLE, "").strip()
+        if not text:
+            return None
+        if not text.isdigit():
+            raise pytest.UsageError(f"{THREADS_VARIABLE} must be a positive integer, got {text!r}")
+        value = int(text)
+    if value < 1:
+        raise pytest.UsageError(f"--torch-threads / {THREADS_VARIABLE} must be >= 1, got {value}")
+    return value
+
+
+def inductor_cache_per_capability() -> None:
+    """Points torch.compile's cache at a folder of the dispatched capability when ATEN_CPU_CAPABILITY is set (see the
+    module doc); exported, so the subprocesses use it too. A TORCHINDUCTOR_CACHE_DIR given by the user is kept."""
+    capability = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ and capability.isalnum():
+        folder = Path(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{capability}")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keeps compiled code apart per CPU capability; applies the requested thread count to this process and, through
+    the environment, to its subprocesses."""
+    inductor_cache_per_capability()
+    threads = requested_threads(config)
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when a subprocess starts
+    os.environ[THREADS_VARIABLE] = str(threads)  # tests/train/test_loop.py runs the training loop with it
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The settings that decide the last bits of float results: torch, its CPU kernels, the thread count."""
+    import torch
+
+    source = "torch's default" if requested_threads(config) is None else f"--torch-threads / {THREADS_VARIABLE}"
+    inductor_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default")
+    return (
+        f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"{torch.get_num_threads()} intra-op threads ({source}), inductor cache {inductor_cache}"
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
