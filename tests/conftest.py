@@ -111,6 +111,7 @@ def tiny_generator(tiny_model_dir: Path):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--torch-threads N` (see the module doc)."""
     parser.addoption(
         "--torch-threads",
         type=int,
