@@ -424,9 +424,24 @@ def evaluate(
     sandbox: Sandbox | None = None,
 ) -> dict[str, Any]:
     """Runs one evaluation: completions from `generator` or from the samples file, then execution, scores and
-    reports in `config.output`. Returns the summary (also written as summary.json)."""
+    reports in `config.output`. Returns the summary (also written as summary.json). Without a `sandbox`, one is made
+    (and closed) first, so that a machine that cannot isolate programs fails before any generation."""
+    if sandbox is not None:
+        return _evaluate(config, generator, samples_path, sandbox)
+    try:
+        own_sandbox = Sandbox(isolation=config.sandbox)
+    except SandboxError as error:
+        raise RepolmError(f"--sandbox: {error}") from None
+    with own_sandbox:
+        return _evaluate(config, generator, samples_path, own_sandbox)
+
+
+def _evaluate(
+    config: EvaluationConfig, generator: Generator | None, samples_path: Path | None, sandbox: Sandbox
+) -> dict[str, Any]:
     if (generator is None) == (samples_path is None):
         raise RepolmError("give exactly one of --model, --endpoint and --samples")
+    started = time.time()
     task = get_task(config.task)
     mode = task.check_mode(config.mode)
     problems = load_problems(task, config)
@@ -437,28 +452,6 @@ def evaluate(
     else:
         source = {"samples": str(Path(samples_path).resolve())}
     settings = _settings(task, mode, problems, config, source)
-    if sandbox is None:  # before any generation: a machine that cannot isolate programs fails at once
-        try:
-            own_sandbox = Sandbox(isolation=config.sandbox)
-        except SandboxError as error:
-            raise RepolmError(f"--sandbox: {error}") from None
-        with own_sandbox:
-            return _evaluate(config, task, mode, problems, settings, source, generator, samples_path, own_sandbox)
-    return _evaluate(config, task, mode, problems, settings, source, generator, samples_path, sandbox)
-
-
-def _evaluate(
-    config: EvaluationConfig,
-    task: Task,
-    mode: str,
-    problems: Sequence[Problem],
-    settings: dict[str, Any],
-    source: dict[str, Any],
-    generator: Generator | None,
-    samples_path: Path | None,
-    sandbox: Sandbox,
-) -> dict[str, Any]:
-    started = time.time()
     output = Path(config.output)
     _prepare_run_folder(output, settings, fresh_samples=samples_path is not None)
     if generator is not None:

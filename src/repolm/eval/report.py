@@ -174,6 +174,11 @@ def _problem_count(summary: Mapping[str, Any], per_problem: Sequence[Mapping[str
     return problems if isinstance(problems, int) else len({row.get("task_id") for row in per_problem})
 
 
+def _isolation(summary: Mapping[str, Any]) -> str | None:
+    """The sandbox isolation the run's programs ran under, when the summary records it."""
+    return (summary.get("sandbox") or {}).get("isolation")
+
+
 def render_markdown(summary: Mapping[str, Any], per_problem: Sequence[Mapping[str, Any]]) -> str:
     """The text of report.md (see the module docstring for the shapes)."""
     task, mode = summary.get("task", "unknown task"), summary.get("mode")
@@ -181,7 +186,7 @@ def render_markdown(summary: Mapping[str, Any], per_problem: Sequence[Mapping[st
     lines = [f"# repolm eval: {task}" + (f" ({mode})" if mode else "") + f" — {_model_name(generator)}", ""]
 
     isolated = summary.get("network_isolated")
-    isolation = (summary.get("sandbox") or {}).get("isolation")
+    isolation = _isolation(summary)
     if isolation == ISOLATION_RLIMITS:
         lines += [
             "> **WARNING: SANDBOX WITH RESOURCE LIMITS ONLY** (asked for with `--sandbox rlimits`). The generated",
@@ -355,7 +360,7 @@ def render_png(summary: Mapping[str, Any], path: Path) -> None:
     if summary.get("mode"):
         title += f" ({summary['mode']})"
     title += f" — {_model_name(summary.get('generator') or {})}"
-    weak = (summary.get("sandbox") or {}).get("isolation") == ISOLATION_RLIMITS
+    weak = _isolation(summary) == ISOLATION_RLIMITS
     if weak:
         title += "   [SANDBOX: RLIMITS ONLY]"
     elif summary.get("network_isolated") is False:

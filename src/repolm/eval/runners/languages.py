@@ -356,8 +356,9 @@ def _build_go(source: str, toolchain: Toolchain, folder: Path, memory: int | Non
     }
     go = toolchain.programs["runtime"]
     compile_command = [go, "test", "-c", "-o", "program.test", "program_test.go", "repolm_main_test.go"]
-    environment = {"GOMAXPROCS": "2", **({"GOMEMLIMIT": f"{memory}MiB"} if memory else {})}
-    return Build(files, ["./program.test"], compile_command, go_environment(folder, None), environment)
+    return Build(
+        files, ["./program.test"], compile_command, go_environment(folder, None), go_environment(folder, memory)
+    )
 
 
 def _build_cs(source: str, toolchain: Toolchain, folder: Path, memory: int | None) -> Build:

@@ -79,7 +79,7 @@ for name, path in json.loads(sys.argv[1]):  # by path, without the repolm packag
     spec = importlib.util.spec_from_file_location(name, path)
     module = sys.modules[name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-sys.modules[name].serve(int(sys.argv[2]))
+module.serve(int(sys.argv[2]))  # the last module loaded: forkserver
 """
 """The forkserver's start: loads `linux` and `forkserver` by their paths, then serves requests."""
 
@@ -566,8 +566,10 @@ class Sandbox:
                 report_read, report_write = os.pipe()
                 harness_fds.append(report_read)
                 child_fds.append(report_write)
-                for fd in (secret_read, report_write):  # runtimes that reopen /proc/self/fd/N (JVM, Mono) as the
-                    os.fchmod(fd, 0o666)  # run's uid may; only processes holding the pipe can name it
+                # the JVM and Mono reopen the pipes as /proc/self/fd/3 and 4, which checks the pipe's mode against
+                # the run's uid; only processes that hold a pipe can name it there
+                for fd in (secret_read, report_write):
+                    os.fchmod(fd, 0o666)
             started = time.monotonic()
             self._send(json.dumps(request).encode(), child_fds)
             for fd in child_fds:

@@ -119,5 +119,6 @@ def is_under(path: str, directory: str) -> bool:
 
 
 def one_line(text: str) -> str:
-    """`text` with its whitespace runs (newlines included) made single spaces."""
+    """`text` with its whitespace runs (newlines included) made single spaces (the forkserver's stdlib-only
+    counterpart of `repolm.errors.one_line`)."""
     return " ".join(text.split())
