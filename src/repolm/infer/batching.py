@@ -29,6 +29,7 @@ addresses never change; rows beyond the running ones decode padding that nothing
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import queue
@@ -287,6 +288,8 @@ class ContinuousBatcher:
     # -- the thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        if self.engine.cuda_graphs:
+            _cuda_graph_state_for_this_thread()
         with torch.inference_mode():
             while True:
                 with self._condition:
@@ -527,6 +530,20 @@ class ContinuousBatcher:
             )
         with self._condition:
             self._rows.clear()
+
+
+def _cuda_graph_state_for_this_thread() -> None:
+    """Before torch 2.13, CUDA graph trees keep their state in thread-local storage that only the thread importing
+    them gets (pytorch/pytorch#123177): give the batcher's thread its own, as torch 2.13 does lazily."""
+    from torch._inductor import cudagraph_trees
+
+    local = cudagraph_trees.local
+    if hasattr(local, "tree_manager_containers") or torch._C._is_key_in_tls("tree_manager_containers"):
+        return
+    local.tree_manager_containers = {}
+    local.tree_manager_locks = collections.defaultdict(threading.Lock)
+    torch._C._stash_obj_in_tls("tree_manager_containers", local.tree_manager_containers)
+    torch._C._stash_obj_in_tls("tree_manager_locks", local.tree_manager_locks)
 
 
 def collect(handle: RequestHandle, timeout: float | None = None) -> tuple[str, BatchEvent]:
