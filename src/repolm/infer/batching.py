@@ -407,9 +407,12 @@ class ContinuousBatcher:
         # padding of a compiled batch: they write slot 0 of a free row and see only it)
         slot_index = torch.arange(span, device=self.device)
         mask = (slot_index[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
-        view = KVCache.over(
-            [keys[:batch, :, :span] for keys in cache.keys], [values[:batch, :, :span] for values in cache.values]
-        )
+        if self.engine.cuda_graphs:  # the cache's own tensors, marked static: views would be copied into the graph
+            view = KVCache.over(cache.keys, cache.values)
+        else:
+            view = KVCache.over(
+                [keys[:batch, :, :span] for keys in cache.keys], [values[:batch, :, :span] for values in cache.values]
+            )
         view.row_slots = lengths
         if self.engine.compile:
             if self.engine.freeze_weights:  # one graph per batch bucket for every attended length
