@@ -29,6 +29,7 @@ addresses never change; rows beyond the running ones decode padding that nothing
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import queue
@@ -287,6 +288,8 @@ class ContinuousBatcher:
     # -- the thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        if self.engine.cuda_graphs:
+            _cuda_graph_state_for_this_thread()
         with torch.inference_mode():
             while True:
                 with self._condition:
@@ -404,9 +407,12 @@ class ContinuousBatcher:
         # padding of a compiled batch: they write slot 0 of a free row and see only it)
         slot_index = torch.arange(span, device=self.device)
         mask = (slot_index[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
-        view = KVCache.over(
-            [keys[:batch, :, :span] for keys in cache.keys], [values[:batch, :, :span] for values in cache.values]
-        )
+        if self.engine.cuda_graphs:  # the cache's own tensors, marked static: views would be copied into the graph
+            view = KVCache.over(cache.keys, cache.values)
+        else:
+            view = KVCache.over(
+                [keys[:batch, :, :span] for keys in cache.keys], [values[:batch, :, :span] for values in cache.values]
+            )
         view.row_slots = lengths
         if self.engine.compile:
             if self.engine.freeze_weights:  # one graph per batch bucket for every attended length
@@ -527,6 +533,20 @@ class ContinuousBatcher:
             )
         with self._condition:
             self._rows.clear()
+
+
+def _cuda_graph_state_for_this_thread() -> None:
+    """Before torch 2.13, CUDA graph trees keep their state in thread-local storage that only the thread importing
+    them gets (pytorch/pytorch#123177): give the batcher's thread its own, as torch 2.13 does lazily."""
+    from torch._inductor import cudagraph_trees
+
+    local = cudagraph_trees.local
+    if hasattr(local, "tree_manager_containers") or torch._C._is_key_in_tls("tree_manager_containers"):
+        return
+    local.tree_manager_containers = {}
+    local.tree_manager_locks = collections.defaultdict(threading.Lock)
+    torch._C._stash_obj_in_tls("tree_manager_containers", local.tree_manager_containers)
+    torch._C._stash_obj_in_tls("tree_manager_locks", local.tree_manager_locks)
 
 
 def collect(handle: RequestHandle, timeout: float | None = None) -> tuple[str, BatchEvent]:

@@ -279,19 +279,23 @@ class CodeTokenizer:
 
     # -- chat -----------------------------------------------------------------
 
-    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        """Render `messages` ({"role", "content"} dicts) with this tokenizer's chat template, as transformers does.
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, template: str | None = None
+    ) -> str:
+        """Render `messages` ({"role", "content"} dicts) with this tokenizer's chat template, as transformers does;
+        `template`: a Jinja chat template to render instead of the tokenizer's own.
 
         The template sees `messages`, `add_generation_prompt`, `bos_token`, `eos_token`, `pad_token` and the
         functions `raise_exception` and `strftime_now`.
         """
-        if self.chat_template is None:
+        template = self.chat_template if template is None else template
+        if template is None:
             raise RepolmError("this tokenizer has no chat template (tokenizer_config.json: chat_template)")
         if not messages:
             raise RepolmError("cannot apply the chat template to an empty list of messages")
         special_tokens = {"bos_token": self.bos_token, "eos_token": self.eos_token, "pad_token": self.pad_token}
         try:
-            return _compile_chat_template(self.chat_template).render(
+            return _compile_chat_template(template).render(
                 messages=messages,
                 add_generation_prompt=add_generation_prompt,
                 **{name: token for name, token in special_tokens.items() if token is not None},
