@@ -38,6 +38,7 @@ stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer
   model info        describe a model folder
   generate          complete a prompt (streams the completion to stdout)
   infill            fill in the middle between a prefix and a suffix (streams the middle)
+  serve             an HTTP server: OpenAI and llama.cpp APIs, cross-file context from --repo, a page at /
   eval TASK         score a model, an OpenAI-compatible endpoint or a samples file on a benchmark (sandboxed)
   eval loss         bits per byte of a model on held-out code
 """
@@ -217,6 +218,59 @@ def cmd_infill(args: argparse.Namespace) -> None:
     params = _sampling_params(args)
     generator = _load_generator(args)
     _write_stream(generator.infill(prefix, suffix, params, mode=args.mode, stop_strings=args.stop or ()))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import os
+
+    from repolm.infer.batching import BatcherConfig
+    from repolm.infer.server import ServerConfig, listening_socket, load_state, run_server
+
+    if not 0 <= args.port <= 65535:
+        raise RepolmError(f"--port {args.port} is not a port number (0-65535; 0 picks a free one)")
+    if args.repo is not None and not Path(args.repo).is_dir():
+        raise RepolmError(f"--repo {args.repo}: no such folder")
+    if not Path(args.model).is_dir():
+        raise RepolmError(f"--model {args.model}: no such folder")
+    api_key = args.api_key if args.api_key is not None else os.environ.get("REPOLM_API_KEY") or None
+    if args.api_key is not None and not args.api_key:
+        raise RepolmError("--api-key must not be empty")
+    model_name = args.model_name or Path(args.model).resolve().name
+    try:
+        config = ServerConfig(model_name=model_name, api_key=api_key, max_n=args.max_n)
+        batcher_config = BatcherConfig(
+            max_batch_size=args.max_batch_size,
+            max_waiting=args.max_waiting,
+            max_seq_len=args.max_seq_len,
+            compile=args.compile,
+        )
+    except RepolmError as error:  # "max_batch_size must be >= 1" -> "--max-batch-size must be ..."
+        message = str(error)
+        field = message.split(" ", 1)[0]
+        raise RepolmError("--" + field.replace("_", "-") + message[len(field) :]) from None
+    sock = listening_socket(args.host, args.port)  # before loading the model: a busy port fails at once
+    try:
+        state = load_state(
+            args.model,
+            config=config,
+            batcher_config=batcher_config,
+            repo=args.repo,
+            tokenizer_dir=args.tokenizer,
+            device=args.device,
+            dtype=args.dtype,
+            options=("--device", "--dtype"),
+        )
+        host, port = sock.getsockname()[:2]
+        shown_host = f"[{host}]" if ":" in host else host
+        print(
+            f"repolm serve: http://{shown_host}:{port}/ (model {model_name!r}, context window {state.max_seq_len} "
+            f"tokens, batch {batcher_config.max_batch_size}{', API key required' if api_key else ''}"
+            f"{', repository ' + str(args.repo) if args.repo else ''})",
+            flush=True,
+        )
+        run_server(state, sock, log_level="info" if args.verbose else "warning", access_log=args.verbose)
+    finally:
+        sock.close()
 
 
 # -----------------------------------------------------------------------------
@@ -580,6 +634,37 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--mode", choices=["psm", "spm"], default="psm", help="FIM layout (default psm)")
     _add_generation_options(infill)
     infill.set_defaults(handler=cmd_infill)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over HTTP: OpenAI /v1/completions (suffix = FIM) and /v1/chat/completions, llama.cpp "
+        "/infill, /metrics, a page at /",
+        parents=[common],
+    )
+    serve.add_argument("--model", required=True, help="model folder (Hugging Face layout: config.json + weights)")
+    serve.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
+    serve.add_argument("--repo", help="repository folder: completions of its files get cross-file context from it")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument(
+        "--api-key",
+        help="require `Authorization: Bearer KEY` on the API (default: $REPOLM_API_KEY; unset: no key)",
+    )
+    serve.add_argument("--model-name", help="the model's id in /v1/models (default: the folder's name)")
+    serve.add_argument("--max-batch-size", type=int, default=16, help="requests decoded together (default 16)")
+    serve.add_argument(
+        "--max-waiting", type=int, default=64, help="requests queued beyond the batch; more get 503 (default 64)"
+    )
+    serve.add_argument(
+        "--max-seq-len",
+        type=int,
+        help="prompt + generated tokens per request, the KV cache's row length (default: the model's window)",
+    )
+    serve.add_argument("--max-n", type=int, default=8, help="most choices per OpenAI request (default 8)")
+    serve.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    serve.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
+    serve.add_argument("--compile", action="store_true", help="decode steps through torch.compile (see generate)")
+    serve.set_defaults(handler=cmd_serve)
 
     _add_eval_parsers(commands, common)
     return parser

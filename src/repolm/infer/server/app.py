@@ -71,8 +71,9 @@ def create_app(state: ServerState) -> FastAPI:
     )
     app.state.repolm = state
     install_error_handlers(app)
-    app.include_router(openai_api.make_router(state))
-    app.include_router(llama_api.make_router(state))
+    routers = [openai_api.make_router(state), llama_api.make_router(state)]
+    for router in routers:
+        app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
@@ -92,8 +93,8 @@ def create_app(state: ServerState) -> FastAPI:
     async def metrics() -> Response:
         return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    endpoints = {getattr(route, "path", "") for route in app.routes} - {"/page/{name}"}
-    endpoints |= {f"/page/{name}" for name in PAGE_FILES}
+    endpoints = {getattr(route, "path", "") for router in [app, *routers] for route in router.routes}
+    endpoints = (endpoints - {"", "/page/{name}"}) | {f"/page/{name}" for name in PAGE_FILES}
     app.add_middleware(
         RequestGuard,
         api_key=state.config.api_key,
@@ -119,14 +120,17 @@ def load_state(
     `repo` (not indexed yet) and the metrics. RepolmError for a bad folder, device or dtype."""
     from repolm.infer.batching import ContinuousBatcher
     from repolm.infer.prompt_builder import PromptBuilder
-    from repolm.infer.retrieval import RepositoryRetriever, RetrievalConfig
     from repolm.infer.text import load_model_and_tokenizer
 
-    if repo is not None and not Path(repo).is_dir():
-        raise RepolmError(f"--repo {repo}: no such folder")
+    retriever = None
+    if repo is not None:
+        from repolm.infer.retrieval import RepositoryRetriever, RetrievalConfig
+
+        if not Path(repo).is_dir():
+            raise RepolmError(f"--repo {repo}: no such folder")
+        retriever = RepositoryRetriever(repo, RetrievalConfig())
     model, tokenizer = load_model_and_tokenizer(model_dir, device, dtype, tokenizer_dir, options=options)
     batcher = ContinuousBatcher(model, tokenizer, batcher_config)
-    retriever = RepositoryRetriever(repo, RetrievalConfig()) if repo is not None else None
     return ServerState(
         config=config,
         batcher=batcher,

@@ -230,9 +230,10 @@ class Generation:
                 503, "the server is busy: too many requests are waiting; retry later", code="server_busy",
                 headers={"Retry-After": retry},
             ) from None
-        except ValueError as error:
+        except ValueError as error:  # a token id outside the vocabulary, or too long for the KV cache's rows
             generation.cancel()
-            raise ApiError(400, one_line(error), param="prompt", code="context_length_exceeded") from None
+            code = "context_length_exceeded" if "exceed" in str(error) else "invalid_value"
+            raise ApiError(400, f"prompt: {one_line(error)}", param="prompt", code=code) from None
         except RepolmError as error:  # shutting down
             generation.cancel()
             raise ApiError(503, one_line(error), code="shutting_down", headers={"Retry-After": "5"}) from None

@@ -68,7 +68,7 @@ CompletionPrompt = Annotated[
 class RequestModel(BaseModel):
     """Base of request bodies: strict types, unknown fields ignored."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
 
 
 class RepolmOptions(RequestModel):
