@@ -5,9 +5,10 @@
   time); 401 otherwise. The page, its files, /health and /openapi.json stay open: the page asks for the key and
   sends it with its requests, and health checks and the API description reveal nothing.
 - Body of POST/PUT/PATCH: more than `max_body_bytes` by Content-Length (the body is not read) or by the bytes
-  actually received (chunked uploads, lying Content-Length) -> 413; not UTF-8, not JSON, empty, or nested deeper than
-  `max_json_depth` -> 400. The checked body is handed on with `Content-Type: application/json`, whatever the client
-  sent (`curl -d` sends a form type; llama.cpp's server reads JSON regardless too).
+  actually received (chunked uploads, lying Content-Length) -> 413; not UTF-8, not JSON, empty, nested deeper than
+  `max_json_depth`, or holding a lone UTF-16 surrogate escape (`"\\ud800"` parses into a string that is not text)
+  -> 400. The checked body is handed on with `Content-Type: application/json`, whatever the client sent (`curl -d`
+  sends a form type; llama.cpp's server reads JSON regardless too).
 """
 
 from __future__ import annotations
@@ -31,14 +32,20 @@ PAGE_PREFIX = "/page/"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def json_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a parsed JSON value (a scalar: 0), without recursion."""
+def inspect_json(value: Any) -> tuple[int, bool]:
+    """(nesting depth, whether a string or key holds a lone UTF-16 surrogate) of a parsed JSON value."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:  # "\ud800" escapes parse into strings that are not text
+                return deepest, True
+            continue
         if isinstance(item, dict):
-            children: Iterable[Any] = item.values()
+            children: Iterable[Any] = [*item.keys(), *item.values()]
         elif isinstance(item, list):
             children = item
         else:
@@ -46,7 +53,7 @@ def json_depth(value: Any) -> int:
         depth += 1
         deepest = max(deepest, depth)
         stack.extend((child, depth) for child in children)
-    return deepest
+    return deepest, False
 
 
 class RequestGuard:
@@ -151,8 +158,11 @@ class RequestGuard:
             return f"the request body nests arrays or objects deeper than {self.max_json_depth} levels"
         except ValueError as error:  # e.g. an integer with more digits than Python converts
             return f"the request body is not usable JSON: {one_line(error, 200)}"
-        if json_depth(value) > self.max_json_depth:
+        depth, lone_surrogate = inspect_json(value)
+        if depth > self.max_json_depth:
             return f"the request body nests arrays or objects deeper than {self.max_json_depth} levels"
+        if lone_surrogate:
+            return "the request body has a string with a lone UTF-16 surrogate escape (\\ud800-\\udfff): not text"
         return None
 
 
