@@ -130,6 +130,8 @@ runner("infill", async (signal) => {
     stream: true,
     repolm: { path: path || null, return_prompt: true },
   };
+  const extraText = $("infill-extra-text").value;
+  if (extraText.trim()) body.input_extra = [{ filename: $("infill-extra-path").value.trim(), text: extraText }];
   let last = null;
   for await (const event of streamEvents("/infill", body, signal)) {
     if (event.repolm) showContext(event.repolm);
