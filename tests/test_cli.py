@@ -188,6 +188,12 @@ BAD_INPUT = {
         "infill --model {model} --file {tmp}/three_lines.py --line 2 --col 7",
         ["--col 7", "line 2"],
     ),
+    "serve-missing-repo": ("serve --model {model} --repo {tmp}/absent-repo", ["--repo {tmp}/absent-repo", "no such"]),
+    "serve-missing-model": ("serve --model {missing} --port 0", ["--model {missing}", "no such folder"]),
+    "serve-gpt2-config": ("serve --model {gpt2} --port 0", ["{gpt2}/config.json", "GPT2LMHeadModel"]),
+    "serve-bad-port": ("serve --model {model} --port 70000", ["--port 70000"]),
+    "serve-zero-batch": ("serve --model {model} --port 0 --max-batch-size 0", ["--max-batch-size", ">= 1"]),
+    "serve-zero-n": ("serve --model {model} --port 0 --max-n 0", ["--max-n", ">= 1"]),
 }
 
 
@@ -229,3 +235,17 @@ def test_usage_errors_exit_2_without_traceback(tiny_model_dir: Path) -> None:
         assert result.returncode == 2
         assert result.stdout == b""
         assert b"usage: repolm" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_serve_on_a_busy_port_is_one_error_line(tiny_model_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("serve", "--model", tiny_model_dir, "--port", port)
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    assert result.returncode == 2, stderr
+    assert stderr.strip() == f"error: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    assert result.stdout == b""
