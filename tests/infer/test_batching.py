@@ -270,3 +270,15 @@ def test_cuda_batcher_gives_the_cpu_greedy_texts(tiny_model_dir, tokenizer, refe
         assert counters["inductor"]["cudagraph_skips"] == skips  # the steps really ran as CUDA graphs
     finally:
         batcher.shutdown()
+
+
+def test_a_static_batch_waits_briefly_to_fill(tiny_model_dir, tokenizer):
+    batcher = _batcher(tiny_model_dir, tokenizer, max_batch_size=4, admission="static", static_batch_wait=5.0)
+    try:
+        ids = _ids(tokenizer, PROMPTS[0])
+        params = SamplingParams(max_new_tokens=10, stop_token_ids=(len(tokenizer) + 1,))  # no early stop
+        handles = [batcher.submit(ids, params) for _ in range(4)]
+        assert all(collect(handle, 60)[1].completion_tokens == 10 for handle in handles)
+        assert batcher.stats()["steps_total"] == 9  # one batch: the first tokens come from the prefills
+    finally:
+        batcher.shutdown()

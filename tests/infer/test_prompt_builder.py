@@ -475,3 +475,17 @@ def test_bad_arguments_name_the_field(builder: PromptBuilder, small_tokenizer: C
         without_fim_tokens.completion("a", "b", budget=ROOMY)
     with pytest.raises(RepolmError, match="empty prompt"):
         without_fim_tokens.completion("", budget=ROOMY)
+
+
+def test_literal_special_tokens_keep_client_text_from_injecting_sentinels(small_tokenizer):
+    """A prefix that contains a sentinel's string: one sentinel id by default (as Hugging Face encodes), plain text
+    with `literal_special_tokens` (what the server uses), and the layout keeps exactly one hole either way."""
+    hole = small_tokenizer.fim_hole_id
+    prefix = "x = '" + small_tokenizer.decode([hole]) + "'\n"
+    budget = PromptBudget(max_prompt_tokens=200)
+    trusting = PromptBuilder(small_tokenizer).completion(prefix, "", budget=budget)
+    literal = PromptBuilder(small_tokenizer, literal_special_tokens=True).completion(prefix, "", budget=budget)
+    assert trusting.ids.count(hole) == 2
+    assert literal.ids.count(hole) == 1
+    assert small_tokenizer.decode(literal.ids) == small_tokenizer.decode(trusting.ids)
+    assert small_tokenizer.encode(prefix, literal_special_tokens=True) != small_tokenizer.encode(prefix)

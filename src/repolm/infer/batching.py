@@ -17,8 +17,9 @@ seeds. `ContinuousBatcher` serves them from one background thread:
    seeded with the request's seed, so a sampled request's text does not depend on what else runs; stop ids, stop
    strings (`IncrementalDecoder`), `max_new_tokens` and `cancel()` end a row, which frees it before the next step.
 
-With `admission="static"` new requests start only when the batch is empty (what a server without continuous
-batching does; `benchmarks/bench_serve.py` compares the two).
+With `admission="static"` new requests start only when the batch is empty, and a new batch waits up to
+`static_batch_wait` seconds to fill (what a server without continuous batching does; `benchmarks/bench_serve.py`
+compares the two).
 
 Compiled decoding (`compile=True`, through `Engine`): on CPUs the step runs with frozen weights in inductor's C++
 GEMM kernels (one graph per batch-size bucket, 1, 2, 4, ... up to `max_batch_size`, with the attended length
@@ -70,6 +71,8 @@ class BatcherConfig:
     """Decode steps through `torch.compile` (module doc)."""
     admission: Literal["continuous", "static"] = "continuous"
     """"continuous": waiting requests join between steps; "static": only when the batch is empty."""
+    static_batch_wait: float = 0.05
+    """With static admission: seconds a new batch waits for `max_batch_size` requests before it starts."""
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -299,6 +302,10 @@ class ContinuousBatcher:
                         self._cancel_everything()
                     if self._stopping and not (self._waiting or self._rows):
                         return
+                    if self._static_batch_filling():
+                        deadline = time.monotonic() + self.config.static_batch_wait
+                        while self._static_batch_filling() and (left := deadline - time.monotonic()) > 0:
+                            self._condition.wait(left)
                     admitted = self._take_admissions()
                 try:
                     self._end_cancelled_rows()
@@ -309,6 +316,16 @@ class ContinuousBatcher:
                 except Exception as error:  # one bad step must not end the server: fail what ran, go on
                     logger.exception("decode step failed")
                     self._fail_running(error)
+
+    def _static_batch_filling(self) -> bool:
+        """Static admission, an empty batch, and fewer waiting requests than a full batch (lock held)."""
+        waiting = len(self._waiting)
+        return (
+            self.config.admission == "static"
+            and not self._rows
+            and 0 < waiting < self.config.max_batch_size
+            and not self._stopping
+        )
 
     def _take_admissions(self) -> list[_Request]:
         """Waiting requests to start now (called with the lock held)."""

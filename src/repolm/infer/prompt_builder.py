@@ -210,11 +210,11 @@ class _Encoded:
         return end
 
 
-def _encode(tokenizer: CodeTokenizer, text: str) -> _Encoded:
+def _encode(tokenizer: CodeTokenizer, text: str, literal_special_tokens: bool) -> _Encoded:
     """`tokenizer.encode(text)` with character boundaries from the encoding's character offsets: the byte-level
     tokens of one character all carry that character's offsets, so a token starts a character when it begins at or
     after the end of the token before it."""
-    encoding = tokenizer.backend.encode(text, add_special_tokens=False)
+    encoding = tokenizer.encoding_backend(literal_special_tokens).encode(text, add_special_tokens=False)
     offsets = encoding.offsets
     starts = [True] + [offsets[i][0] >= offsets[i - 1][1] for i in range(1, len(offsets))] + [True]
     return _Encoded(list(encoding.ids), starts)
@@ -234,7 +234,10 @@ class PromptBuilder:
 
     `fim_mode`: "psm" (DeepSeek-Coder's training layout) or "spm". `chat_template`: a Jinja chat template to use
     instead of the tokenizer's; None: the tokenizer's, else DeepSeek-Coder's instruct template. `path_comment`: head
-    the prefix with the current file's path comment when a path is given.
+    the prefix with the current file's path comment when a path is given. `literal_special_tokens`: special-token
+    strings inside prefixes, suffixes, snippets and paths are encoded as the plain text they are, never as the
+    sentinels themselves (a server sets it: a client's text or a repository's file must not inject `<｜fim▁hole｜>`
+    or `<|EOT|>`); off by default, as Hugging Face tokenizers and the DeepSeek-Coder evaluation encode.
     """
 
     def __init__(
@@ -243,6 +246,7 @@ class PromptBuilder:
         fim_mode: FimMode = "psm",
         chat_template: str | None = None,
         path_comment: bool = True,
+        literal_special_tokens: bool = False,
     ) -> None:
         if fim_mode not in ("psm", "spm"):
             raise RepolmError(f"unknown FIM mode {fim_mode!r}; use 'psm' or 'spm'")
@@ -251,6 +255,7 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.fim_mode: FimMode = fim_mode
         self.path_comment = path_comment
+        self.literal_special_tokens = literal_special_tokens
         if chat_template is not None:
             self.chat_template = chat_template
         elif tokenizer.chat_template is not None:
@@ -302,7 +307,7 @@ class PromptBuilder:
 
         language = language_of(path, prefix[:LANGUAGE_HEAD_CHARACTERS]) if path else None
         header = path_header(language, path) if path and language is not None and self.path_comment else ""
-        header_ids = tokenizer.encode(header) if header else []
+        header_ids = tokenizer.encode(header, literal_special_tokens=self.literal_special_tokens) if header else []
         fixed = len(self._bos()) + (3 if fim else 0) + len(header_ids)
         limit = budget.max_prompt_tokens
         room = limit - fixed
@@ -311,8 +316,8 @@ class PromptBuilder:
                 f"max_prompt_tokens {limit} leaves no room for the prompt: BOS, FIM sentinels and the path comment "
                 f"take {fixed} tokens"
             )
-        prefix_part = _encode(tokenizer, prefix)
-        suffix_part = _encode(tokenizer, suffix) if fim else _Encoded([], [True])
+        prefix_part = _encode(tokenizer, prefix, self.literal_special_tokens)
+        suffix_part = _encode(tokenizer, suffix, self.literal_special_tokens) if fim else _Encoded([], [True])
         local_tokens = len(prefix_part.ids) + len(suffix_part.ids)
         if not fim and room == 0 and prefix_part.ids:
             raise RepolmError(f"max_prompt_tokens {limit} leaves no room for the prompt's text")
@@ -361,13 +366,17 @@ class PromptBuilder:
         tokens: whole snippets in order, each one that fits the room left (the header counted once)."""
         if not snippets:
             return [], [], 0
-        header_ids = self.tokenizer.encode(render_context_header(language))
+        header_ids = self.tokenizer.encode(
+            render_context_header(language), literal_special_tokens=self.literal_special_tokens
+        )
         room = limit - len(header_ids)
         parts: list[list[int]] = []
         fitted: list[ContextSnippet] = []
         dropped = 0
         for snippet in snippets:
-            ids = self.tokenizer.encode(render_snippet(snippet, language))
+            ids = self.tokenizer.encode(
+                render_snippet(snippet, language), literal_special_tokens=self.literal_special_tokens
+            )
             if len(ids) <= room:
                 parts.append(ids)
                 fitted.append(snippet)
@@ -402,7 +411,7 @@ class PromptBuilder:
             raise RepolmError(f"budget must be a PromptBudget, got {type(budget).__name__}")
         tokenizer = self.tokenizer
         rendered = tokenizer.apply_chat_template(plain, add_generation_prompt=True, template=self.chat_template)
-        part = _encode(tokenizer, rendered)
+        part = _encode(tokenizer, rendered, False)  # the template writes its special tokens as text
         ids, limit = part.ids, budget.max_prompt_tokens
         if not ids:
             raise RepolmError("empty prompt (the chat template rendered nothing): nothing to continue")
