@@ -59,11 +59,22 @@ def test_suffix_makes_a_fim_prompt(client, tiny_generator):
     assert answer.usage.prompt_tokens == len(built.ids)
 
 
+def test_a_fim_template_written_by_the_client_is_used_verbatim(client):
+    """Continue (provider openai, useLegacyCompletionsEndpoint) writes DeepSeek-Coder's FIM template itself."""
+    template = f"<｜fim▁begin｜>{PREFIX}<｜fim▁hole｜>{SUFFIX}<｜fim▁end｜>"
+    by_template = client.completions.create(model="tiny", prompt=template, max_tokens=16, temperature=0)
+    by_suffix = client.completions.create(model="tiny", prompt=PREFIX, suffix=SUFFIX, max_tokens=16, temperature=0)
+    assert by_template.choices[0].text == by_suffix.choices[0].text
+    assert by_template.usage.prompt_tokens == by_suffix.usage.prompt_tokens
+
+
 def test_stop_cuts_the_text_before_the_stop_string(client, tiny_generator):
     ids = _builder(tiny_generator).completion(PREFIX, budget=PromptBudget(400)).ids
     full = _alone(tiny_generator, ids, 30)
     # a 3-character stop string that first occurs at `cut` (>= 3), inside the greedy text
-    cut = next(i for i in range(3, len(full) - 3) if full.find(full[i : i + 3]) == i and "\ufffd" not in full[i : i + 3])
+    cut = next(
+        i for i in range(3, len(full) - 3) if full.find(full[i : i + 3]) == i and "\ufffd" not in full[i : i + 3]
+    )
     stop = full[cut : cut + 3]
     answer = client.completions.create(model="tiny", prompt=PREFIX, max_tokens=30, temperature=0, stop=[stop, "@@@"])
     assert answer.choices[0].text == full[:cut]

@@ -17,7 +17,7 @@ CHROMIUM = next(
 )
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
-    reason="no chromium binary on PATH: install Debian's chromium (scripts/install_toolchains.sh does) to test the page",
+    reason="no chromium binary on PATH: install Debian's chromium (scripts/install_toolchains.sh does it) to run it",
 )
 
 PREFIX = "import os\n\n\ndef list_files(folder):\n    "
@@ -67,9 +67,7 @@ def test_the_page_streams_an_infill_and_shows_its_context(server, browser):
         }"""
     )
     page.click("#infill-run")
-    page.wait_for_function(
-        "document.getElementById('infill-status').textContent.startsWith('done')", timeout=30_000
-    )
+    page.wait_for_function("document.getElementById('infill-status').textContent.startsWith('done')", timeout=30_000)
 
     expected = httpx.post(
         server.url + "/infill",

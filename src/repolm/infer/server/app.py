@@ -135,7 +135,8 @@ def load_state(
         config=config,
         batcher=batcher,
         tokenizer=tokenizer,
-        prompt_builder=PromptBuilder(tokenizer),
+        prompt_builder=PromptBuilder(tokenizer, literal_special_tokens=True),
+        verbatim_prompt_builder=PromptBuilder(tokenizer),
         metrics=ServerMetrics(batcher.stats),
         retriever=retriever,
     )

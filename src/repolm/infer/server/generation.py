@@ -34,6 +34,9 @@ from repolm.infer.server.schemas import RepolmOptions
 from repolm.infer.server.state import ServerState
 
 SEED_MODULUS = 2**63
+GREEDY_BELOW_TEMPERATURE = 1e-5
+"""Temperatures below this decode greedily (as vLLM's do): dividing float32 logits by a temperature near 0
+overflows to inf, and the softmax of inf - inf is NaN."""
 
 
 def max_new_tokens(state: ServerState, requested: int | None, param: str, default: int) -> int:
@@ -55,10 +58,10 @@ def max_new_tokens(state: ServerState, requested: int | None, param: str, defaul
 def sampling_params(
     new_tokens: int, temperature: float, top_p: float, top_k: int, repetition_penalty: float
 ) -> SamplingParams:
-    """SamplingParams from request fields (top_k <= 0 is off)."""
+    """SamplingParams from request fields (top_k <= 0 is off; a temperature near 0 is greedy)."""
     return SamplingParams(
         max_new_tokens=new_tokens,
-        temperature=temperature,
+        temperature=0.0 if temperature < GREEDY_BELOW_TEMPERATURE else temperature,
         top_k=max(0, top_k),
         top_p=top_p,
         repetition_penalty=repetition_penalty,
@@ -120,15 +123,19 @@ async def build_prompt(
     param: str = "prompt",
 ) -> BuiltPrompt:
     """The prompt of a completion (`suffix` None) or FIM request, with cross-file context: the client's snippets
-    first, then retrieved ones; `tail_ids` (llama.cpp's `prompt`) go after the FIM middle token."""
+    first, then retrieved ones; `tail_ids` (llama.cpp's `prompt`) go after the FIM middle token. A plain completion
+    without context is the client's prompt verbatim (special-token strings are tokens); a prompt the server assembles
+    encodes every text literally (`ServerState.prompt_builder`)."""
     retrieve = wants_retrieval(state, options)
     path = options.path if options is not None else None
+    verbatim = suffix is None and not client_context and not retrieve and not tail_ids
+    builder = state.verbatim_prompt_builder if verbatim else state.prompt_builder
 
     def build() -> BuiltPrompt:
         context = list(client_context)
         if retrieve:
             context += _retrieve(state, path, prefix, suffix or "")
-        built = state.prompt_builder.completion(prefix, suffix, budget=budget, context=context, path=path)
+        built = builder.completion(prefix, suffix, budget=budget, context=context, path=path)
         if tail_ids:
             ids = [*built.ids, *tail_ids]
             built = BuiltPrompt(ids, state.tokenizer.decode(ids), built.kind, built.context, built.cut)
@@ -227,7 +234,9 @@ class Generation:
             generation.cancel()
             retry = str(state.config.retry_after_seconds)
             raise ApiError(
-                503, "the server is busy: too many requests are waiting; retry later", code="server_busy",
+                503,
+                "the server is busy: too many requests are waiting; retry later",
+                code="server_busy",
                 headers={"Retry-After": retry},
             ) from None
         except ValueError as error:  # a token id outside the vocabulary, or too long for the KV cache's rows

@@ -84,7 +84,9 @@ class RequestGuard:
         body = await self._read_body(scope, receive, send)
         if body is None:
             return
-        headers = [(name, value) for name, value in scope["headers"] if name not in (b"content-type", b"content-length")]
+        headers = [
+            (name, value) for name, value in scope["headers"] if name not in (b"content-type", b"content-length")
+        ]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         replayed = False
 

@@ -64,7 +64,9 @@ def make_router(state: ServerState) -> APIRouter:
     config = state.config
 
     async def infill_prompt(body: InfillRequest, new_tokens: int):
-        tail_ids = await asyncio.to_thread(state.tokenizer.encode, body.prompt) if body.prompt else []
+        tail_ids = []
+        if body.prompt:
+            tail_ids = await asyncio.to_thread(state.tokenizer.encode, body.prompt, literal_special_tokens=True)
         budget = prompt_budget(state, new_tokens, len(tail_ids), "cut", config.infill_suffix_share)
         client_context = [
             ContextSnippet(chunk.filename, chunk.text, source="client") for chunk in body.input_extra if chunk.text
@@ -204,7 +206,8 @@ def make_router(state: ServerState) -> APIRouter:
 
     @router.post("/tokenize", summary="Text -> token ids (llama.cpp's /tokenize)")
     async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
-        ids = await asyncio.to_thread(state.tokenizer.encode, body.content)
+        literal = not body.parse_special
+        ids = await asyncio.to_thread(state.tokenizer.encode, body.content, literal_special_tokens=literal)
         bos = state.tokenizer.bos_id
         if body.add_special and state.tokenizer.add_bos_token and bos is not None:
             ids = [bos, *ids]

@@ -54,9 +54,7 @@ class ServerMetrics:
 
     def __init__(self, batcher_stats: Callable[[], dict[str, float]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "repolm_requests", "Requests answered", ["endpoint", "status"], registry=self.registry
-        )
+        self.requests = Counter("repolm_requests", "Requests answered", ["endpoint", "status"], registry=self.registry)
         self.request_duration = Histogram(
             "repolm_request_duration_seconds",
             "Seconds from a request's arrival to its response's end",

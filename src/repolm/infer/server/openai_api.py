@@ -75,7 +75,10 @@ def refuse_unsupported(body: OpenAISampling) -> None:
     for param, asked in unsupported.items():
         if asked:
             raise ApiError(
-                400, f"{param} is not supported by this server (use repetition_penalty)", param=param, code="unsupported"
+                400,
+                f"{param} is not supported by this server (use repetition_penalty)",
+                param=param,
+                code="unsupported",
             )
 
 

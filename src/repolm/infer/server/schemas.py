@@ -51,9 +51,10 @@ def one_of(description: str) -> WrapValidator:
 
 
 StopText = Annotated[str, Field(max_length=MAX_STOP_CHARACTERS)]
+_STOP_RULE = f"at most {MAX_OPENAI_STOP_STRINGS} strings (each at most {MAX_STOP_CHARACTERS} characters)"
 OpenAIStop = Annotated[
     StopText | Annotated[list[StopText], Field(max_length=MAX_OPENAI_STOP_STRINGS)] | None,
-    one_of(f"a string or a list of at most {MAX_OPENAI_STOP_STRINGS} strings of at most {MAX_STOP_CHARACTERS} characters"),
+    one_of(f"a string or a list of {_STOP_RULE}"),
 ]
 TokenIds = Annotated[list[TOKEN_ID], Field(min_length=1, max_length=MAX_TOKEN_IDS)]
 CompletionPrompt = Annotated[
@@ -137,9 +138,7 @@ ChatContent = Annotated[
 
 
 class ChatMessage(RequestModel):
-    role: Literal["system", "developer", "user", "assistant"] = Field(
-        description='"developer" is treated as "system".'
-    )
+    role: Literal["system", "developer", "user", "assistant"] = Field(description='"developer" is treated as "system".')
     content: ChatContent = None
     name: str | None = Field(None, max_length=MAX_NAME_CHARACTERS, description="Ignored.")
 
@@ -205,6 +204,7 @@ class TokenizeRequest(RequestModel):
     content: str
     add_special: bool = Field(False, description="Prepend BOS when the tokenizer adds one.")
     with_pieces: bool = Field(False, description="Return [{id, piece}] instead of ids.")
+    parse_special: bool = Field(True, description="Special-token strings become their ids (false: plain text).")
 
 
 class DetokenizeRequest(RequestModel):

@@ -77,6 +77,12 @@ class ServerState:
     batcher: ContinuousBatcher
     tokenizer: CodeTokenizer
     prompt_builder: PromptBuilder
+    """Builds the prompts the server assembles (FIM from a prefix and a suffix, /infill, cross-file context): the
+    client's and the repository's texts are encoded literally (`literal_special_tokens`), so a special-token string
+    inside them is text, never a sentinel."""
+    verbatim_prompt_builder: PromptBuilder
+    """Builds a plain completion prompt as the client wrote it: special-token strings in it are their tokens (a
+    client such as Continue writes DeepSeek-Coder's FIM template itself)."""
     metrics: ServerMetrics
     retriever: RepositoryRetriever | None = None
     """Cross-file retrieval over `--repo`; None without a repository."""
