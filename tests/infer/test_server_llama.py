@@ -193,3 +193,45 @@ def test_health_and_page(server):
     for name in ("app.js", "style.css"):
         assert httpx.get(f"{server.url}/page/{name}").status_code == 200
     assert httpx.get(server.url + "/page/../pyproject.toml").status_code == 404
+
+
+def test_llama_vim_requests(http):
+    """The two requests llama.vim sends: its context hand-over (n_predict 0) and its completion (response_fields)."""
+    extra = [{"text": "def walk(folder):\n    pass\n", "time": [1, 2], "filename": "pkg/util.py"}]
+    handover = {
+        "input_prefix": "",
+        "input_suffix": "",
+        "input_extra": extra,
+        "prompt": "",
+        "n_predict": 0,
+        "temperature": 0.0,
+        "stream": False,
+        "samplers": [],
+        "cache_prompt": True,
+        "t_max_prompt_ms": 1,
+        "t_max_predict_ms": 1,
+        "response_fields": [""],
+    }
+    answer = http.post("/infill", json=handover)
+    assert answer.status_code == 200 and answer.json() == {}
+    fields = ["content", "timings/prompt_n", "timings/predicted_n", "timings/predicted_per_second", "truncated"]
+    completion = {
+        "input_prefix": PREFIX,
+        "input_suffix": SUFFIX,
+        "input_extra": extra,
+        "prompt": "    ",
+        "n_predict": 16,
+        "n_indent": 4,
+        "top_k": 40,
+        "top_p": 0.99,
+        "stream": False,
+        "samplers": ["top_k", "top_p", "infill"],
+        "cache_prompt": True,
+        "t_max_prompt_ms": 500,
+        "t_max_predict_ms": 1500,
+        "response_fields": [*fields, "tokens_cached"],
+    }
+    answer = http.post("/infill", json=completion).json()
+    assert set(answer) == {*fields, "tokens_cached"}
+    assert answer["timings/prompt_n"] > 20 and 1 <= answer["timings/predicted_n"] <= 16
+    assert isinstance(answer["content"], str) and answer["truncated"] is False

@@ -40,7 +40,8 @@ overflows to inf, and the softmax of inf - inf is NaN."""
 
 
 def max_new_tokens(state: ServerState, requested: int | None, param: str, default: int) -> int:
-    """The tokens to generate: `requested` (None or -1: `default`, capped to what fits), checked against the limits."""
+    """The tokens to generate: `requested` (None or -1: `default`, capped to what fits; 0 stays 0, for llama.cpp's
+    n_predict 0), checked against the limits."""
     limit = state.max_new_tokens
     if requested is None or requested < 0:
         return max(1, min(default, limit))

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from repolm.infer.retrieval import ContextSnippet
 from repolm.infer.server.errors import ApiError, error_body
 from repolm.infer.server.generation import (
+    ChoiceResult,
     Generation,
     build_prompt,
     max_new_tokens,
@@ -34,6 +35,7 @@ from repolm.infer.server.generation import (
     prompt_report,
     sampling_params,
 )
+from repolm.infer.server.metrics import request_started_at
 from repolm.infer.server.openai_api import ERROR_RESPONSES, event_stream, sse
 from repolm.infer.server.schemas import (
     DetokenizeRequest,
@@ -57,6 +59,23 @@ def token_piece(state: ServerState, token: int) -> str | list[int]:
     if all(character in _BYTE_OF_CHARACTER for character in entry):
         return [_BYTE_OF_CHARACTER[character] for character in entry]
     return text
+
+
+def select_fields(answer: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    """llama.cpp's `response_fields`: only the named fields, nested ones by "a/b" paths (kept under that key, as
+    llama.vim reads "timings/prompt_n"); None: the whole answer."""
+    if fields is None:
+        return answer
+    selected = {}
+    for path in fields:
+        value: Any = answer
+        for key in path.split("/"):
+            if not isinstance(value, dict) or key not in value:
+                break
+            value = value[key]
+        else:
+            selected[path] = value
+    return selected
 
 
 def make_router(state: ServerState) -> APIRouter:
@@ -119,39 +138,56 @@ def make_router(state: ServerState) -> APIRouter:
         truncated: bool,
         built: Any,
     ):
+        report = prompt_report(built) if built is not None and body.repolm and body.repolm.return_prompt else None
+        started = request_started_at(request.scope)
+        if new_tokens == 0:  # llama.vim sends n_predict 0 to hand over context ahead of time: nothing to generate
+            answer = _final(None, ids, prompt_text, truncated, report, started)
+            if body.stream:
+                return event_stream(_one_event(answer))
+            return JSONResponse(select_fields(answer, body.response_fields))
         params = sampling_params(new_tokens, body.temperature, body.top_p, body.top_k, body.repeat_penalty)
         seed = None if body.seed < 0 else body.seed
         generation = Generation.submit(state, request, endpoint, ids, params, body.stop, seed=seed)
-        report = prompt_report(built) if built is not None and body.repolm and body.repolm.return_prompt else None
-        started = time.perf_counter()
         if body.stream:
             return event_stream(_chunks(generation, body, prompt_text, truncated, report, started))
-        results = await generation.run(body.t_max_predict_ms)
-        return JSONResponse(_final(generation, results[0].text, prompt_text, truncated, report, started))
+        await generation.run(body.t_max_predict_ms)
+        answer = _final(generation, ids, prompt_text, truncated, report, started)
+        return JSONResponse(select_fields(answer, body.response_fields))
+
+    async def _one_event(answer: dict[str, Any]) -> AsyncIterator[bytes]:
+        yield sse(answer)
 
     def _final(
-        generation: Generation, content: str, prompt_text: str, truncated: bool, report: dict | None, started: float
+        generation: Generation | None,
+        ids: list[int],
+        prompt_text: str,
+        truncated: bool,
+        report: dict | None,
+        started: float,
+        content: str | None = None,
     ) -> dict[str, Any]:
-        result = generation.results[0]
-        if generation.time_limit_hit or result.finish_reason == "length":
+        """llama.cpp's last answer of a request (`content`: the text when not the whole result)."""
+        result = generation.results[0] if generation is not None else ChoiceResult(finish_reason="length")
+        if generation is None or generation.time_limit_hit or result.finish_reason == "length":
             stop_type = "limit"
         elif result.stop_id:
             stop_type = "eos"
         else:
             stop_type = "word"
         elapsed_ms = (time.perf_counter() - started) * 1000
-        first = generation.first_token_at
+        first = generation.first_token_at if generation is not None else None
         prompt_ms = (first - started) * 1000 if first is not None else elapsed_ms
-        predicted_ms = max(elapsed_ms - prompt_ms, 1e-9)
+        predicted_ms = max(elapsed_ms - prompt_ms, 1e-6)
+        predicted = result.completion_tokens
         answer: dict[str, Any] = {
             "index": 0,
-            "content": content,
+            "content": result.text if content is None else content,
             "tokens": [],
             "id_slot": -1,
             "stop": True,
             "model": config.model_name,
-            "tokens_predicted": result.completion_tokens,
-            "tokens_evaluated": len(generation.prompt_ids),
+            "tokens_predicted": predicted,
+            "tokens_evaluated": len(ids),
             "prompt": prompt_text,
             "has_new_line": "\n" in result.text,
             "truncated": truncated,
@@ -159,11 +195,14 @@ def make_router(state: ServerState) -> APIRouter:
             "stopping_word": "",
             "tokens_cached": 0,
             "timings": {
-                "prompt_n": len(generation.prompt_ids),
+                "prompt_n": len(ids),
                 "prompt_ms": prompt_ms,
-                "predicted_n": result.completion_tokens,
+                "prompt_per_token_ms": prompt_ms / max(len(ids), 1),
+                "prompt_per_second": len(ids) / max(prompt_ms, 1e-6) * 1000,
+                "predicted_n": predicted,
                 "predicted_ms": predicted_ms,
-                "predicted_per_second": result.completion_tokens / predicted_ms * 1000,
+                "predicted_per_token_ms": predicted_ms / max(predicted, 1),
+                "predicted_per_second": predicted / predicted_ms * 1000,
             },
         }
         if report is not None:
@@ -197,7 +236,7 @@ def make_router(state: ServerState) -> APIRouter:
                             "tokens_evaluated": len(generation.prompt_ids),
                         }
                     )
-        yield sse(_final(generation, "", prompt_text, truncated, None, started))
+        yield sse(_final(generation, generation.prompt_ids, prompt_text, truncated, None, started, content=""))
 
     @router.post("/repolm/prompt", summary="The exact prompt an /infill request gets (nothing is generated)")
     async def show_prompt(body: InfillRequest) -> dict[str, Any]:

@@ -168,7 +168,9 @@ LlamaStop = Annotated[list[StopText], Field(max_length=MAX_STOP_STRINGS)]
 class LlamaSampling(RequestModel):
     """Fields shared by llama.cpp's /completion and /infill (defaults as llama.cpp's server)."""
 
-    n_predict: int = Field(-1, ge=-1, le=MAX_TOKENS_FIELD, description="-1: the server's default.")
+    n_predict: int = Field(
+        -1, ge=-1, le=MAX_TOKENS_FIELD, description="-1: the server's default; 0: only check the prompt."
+    )
     temperature: float = Field(0.8, ge=0.0, le=5.0)
     top_k: int = Field(40, ge=-1, le=MAX_TOKENS_FIELD, description="0 or -1 = off.")
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -178,6 +180,9 @@ class LlamaSampling(RequestModel):
     stream: bool = False
     t_max_predict_ms: int = Field(
         0, ge=0, le=86_400_000, description="Stop generating this long after the first token (0 = no limit)."
+    )
+    response_fields: list[Annotated[str, Field(max_length=MAX_NAME_CHARACTERS)]] | None = Field(
+        None, max_length=64, description='Only these fields of the answer ("timings/prompt_n": nested, flattened).'
     )
     repolm: RepolmOptions | None = None
 
