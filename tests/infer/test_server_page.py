@@ -12,6 +12,9 @@ import httpx
 import pytest
 from server_harness import start_server
 
+from repolm.infer import retrieval
+from repolm.infer.batching import BatcherConfig
+
 CHROMIUM = next(
     (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
 )
@@ -117,3 +120,30 @@ def test_the_page_streams_a_chat_answer(server, browser):
     assert [message.get_attribute("class") for message in messages] == ["message user", "message assistant"]
     assert messages[1].inner_text().strip() != "assistant"
     page.close()
+
+
+def test_the_page_shows_the_retrieved_context(tiny_model_dir, tmp_path, browser):
+    if not hasattr(retrieval, "RepositoryRetriever"):
+        pytest.skip("repolm.infer.retrieval.RepositoryRetriever has not landed on this branch yet")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "walker.py").write_text(EXTRA_TEXT)
+    (tmp_path / "pkg" / "main.py").write_text("from pkg.walker import walk\n")
+    running = start_server(
+        tiny_model_dir, batcher_config=BatcherConfig(max_batch_size=2, max_seq_len=2048), repo=tmp_path
+    )
+    try:
+        page = browser.new_page()
+        page.goto(running.url + "/")
+        page.fill("#infill-path", "pkg/main.py")
+        page.fill("#infill-prefix", "from pkg.walker import walk\n\n\ndef names(folder):\n    return walk(")
+        page.fill("#infill-suffix", ")\n")
+        page.fill("#infill-max-tokens", "8")
+        page.click("#infill-run")
+        page.wait_for_function("document.getElementById('infill-status').textContent.startsWith('done')")
+        context = page.inner_text("#infill-context")
+        assert "pkg/walker.py:1" in context and "return sorted(os.listdir(folder))" in context
+        assert "client" not in context
+        assert "# pkg/walker.py" in page.text_content("#infill-prompt")
+        page.close()
+    finally:
+        running.stop()

@@ -3,8 +3,9 @@
 Routes: the OpenAI API (`openai_api`), the llama.cpp API (`llama_api`), `/health`, `/metrics` (Prometheus), the
 page at `/` with its files under `/page/`, and `/openapi.json` (the API description; no docs page, which would need a
 CDN). Middlewares, outermost first: `MetricsMiddleware` (counts and times every answer, errors included), then
-`RequestGuard` (API key, body size, UTF-8, JSON, depth). The app's lifespan starts the batcher, indexes the
-repository (when there is one) before the first request, and on shutdown drains the batcher.
+`RequestGuard` (API key, body size, UTF-8, JSON, depth). The app's lifespan starts the batcher and on shutdown
+drains it. The repository (`--repo`) is indexed by `load_state`, before the server listens, and re-indexed
+(changed files only) before a retrieval when the last refresh is older than `refresh_interval_seconds`.
 
 Shutdown on SIGTERM (or Ctrl-C): uvicorn stops accepting connections and lets running requests finish for up to
 `ServerConfig.shutdown_timeout_seconds` (then cancels them, which frees their batch rows), then the lifespan drains
@@ -55,8 +56,6 @@ def create_app(state: ServerState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.batcher.start()
-        if state.retriever is not None:
-            await asyncio.to_thread(state.refresh_repository, True)
         yield
         await asyncio.to_thread(state.batcher.shutdown, True, state.config.shutdown_timeout_seconds)
 
@@ -116,8 +115,8 @@ def load_state(
     dtype: str = "auto",
     options: tuple[str, str] = ("device", "dtype"),
 ) -> ServerState:
-    """Load a model folder into a `ServerState`: the batcher (not started), the prompt builder, the retriever over
-    `repo` (not indexed yet) and the metrics. RepolmError for a bad folder, device or dtype."""
+    """Load a model folder into a `ServerState`: the batcher (not started), the prompt builders, the retriever over
+    `repo` (indexed now) and the metrics. RepolmError for a bad folder, device or dtype."""
     from repolm.infer.batching import ContinuousBatcher
     from repolm.infer.prompt_builder import PromptBuilder
     from repolm.infer.text import load_model_and_tokenizer

@@ -92,24 +92,34 @@ def prompt_budget(state: ServerState, new_tokens: int, tail_tokens: int, overflo
 
 
 def wants_retrieval(state: ServerState, options: RepolmOptions | None) -> bool:
-    """Whether a request retrieves cross-file context (400 when it asks for it from a server without a repo)."""
+    """Whether a request retrieves cross-file context: `repolm.retrieve`, by default when the server has a
+    repository and the request names its file (`repolm.path`); 400 when it cannot."""
     if options is None:
         return False
     if options.retrieve and state.retriever is None:
         raise ApiError(
             400, "repolm.retrieve: this server has no repository (start it with --repo PATH)", param="repolm.retrieve"
         )
+    if options.retrieve and options.path is None:
+        raise ApiError(400, "repolm.retrieve needs repolm.path, the current file's path", param="repolm.path")
     if options.retrieve is None:
         return state.retriever is not None and options.path is not None
     return options.retrieve
 
 
-def _retrieve(state: ServerState, path: str | None, prefix: str, suffix: str) -> list[ContextSnippet]:
-    """Retrieved snippets (runs in a worker thread)."""
-    assert state.retriever is not None
-    state.refresh_repository()
-    with state.retrieval_lock:
-        return state.retriever.retrieve(path or "", prefix, suffix, top_k=state.config.retrieval_top_k)
+async def retrieve_context(state: ServerState, path: str, prefix: str, suffix: str) -> list[ContextSnippet]:
+    """The repository's snippets for a cursor in `path`, best first (in a worker thread; the repository's changed
+    files are re-indexed first when the last refresh is older than `refresh_interval_seconds`)."""
+
+    def run() -> list[ContextSnippet]:
+        assert state.retriever is not None
+        state.refresh_repository()
+        return state.retriever.retrieve(path, prefix, suffix, top_k=state.config.retrieval_top_k)
+
+    try:
+        return await asyncio.to_thread(run)
+    except RepolmError as error:
+        raise ApiError(400, f"repolm.path: {one_line(error)}", param="repolm.path") from None
 
 
 async def build_prompt(
@@ -132,10 +142,12 @@ async def build_prompt(
     verbatim = suffix is None and not client_context and not retrieve and not tail_ids
     builder = state.verbatim_prompt_builder if verbatim else state.prompt_builder
 
+    context = list(client_context)
+    if retrieve:
+        assert path is not None
+        context += await retrieve_context(state, path, prefix, suffix or "")
+
     def build() -> BuiltPrompt:
-        context = list(client_context)
-        if retrieve:
-            context += _retrieve(state, path, prefix, suffix or "")
         built = builder.completion(prefix, suffix, budget=budget, context=context, path=path)
         if tail_ids:
             ids = [*built.ids, *tail_ids]

@@ -87,10 +87,10 @@ class ServerState:
     retriever: RepositoryRetriever | None = None
     """Cross-file retrieval over `--repo`; None without a repository."""
     created: int = field(default_factory=lambda: int(time.time()))
-    retrieval_lock: threading.Lock = field(default_factory=threading.Lock)
-    """Retrieval and re-indexing run in worker threads, one at a time."""
-    last_refresh: float = 0.0
-    """`time.monotonic()` of the repository's last (re-)indexing."""
+    refresh_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while the repository is re-indexed (in a worker thread); retrievals meanwhile use the last index."""
+    last_refresh: float = field(default_factory=time.monotonic)
+    """`time.monotonic()` of the repository's last (re-)indexing (the retriever indexes when it is built)."""
 
     @property
     def max_seq_len(self) -> int:
@@ -104,15 +104,19 @@ class ServerState:
 
     def refresh_repository(self, force: bool = False) -> int | None:
         """Re-index the repository's changed files when the last refresh is older than the interval (or `force`);
-        the number of chunks the retriever reports, None when nothing ran. Call from a worker thread."""
+        the number of files that changed, None when nothing ran (also when another thread is re-indexing: its
+        index comes soon enough). Call from a worker thread: it reads the repository's changed files."""
         if self.retriever is None:
             return None
-        with self.retrieval_lock:
-            now = time.monotonic()
-            if not force and now - self.last_refresh < self.config.refresh_interval_seconds:
-                return None
+        if not force and time.monotonic() - self.last_refresh < self.config.refresh_interval_seconds:
+            return None
+        if not self.refresh_lock.acquire(blocking=False):
+            return None
+        try:
             started = time.perf_counter()
-            count = self.retriever.refresh()
+            changed = self.retriever.refresh()
             self.last_refresh = time.monotonic()
-            logger.info("repository indexed: %d chunks in %.2f s", count, time.perf_counter() - started)
-            return count
+            logger.info("repository re-indexed: %d files changed (%.2f s)", changed, time.perf_counter() - started)
+            return changed
+        finally:
+            self.refresh_lock.release()
