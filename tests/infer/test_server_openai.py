@@ -68,12 +68,9 @@ CONTINUE_STOPS += ["\n\n", "\r\n\r\n", "/src/", "#- coding: utf-8", "```", "\nde
 def test_a_fim_template_written_by_the_client_is_used_verbatim(client):
     """Continue (provider openai) writes DeepSeek-Coder's FIM template itself and posts it to /v1/completions."""
     template = f"<｜fim▁begin｜>{PREFIX}<｜fim▁hole｜>{SUFFIX}<｜fim▁end｜>"
-    by_suffix = client.completions.create(
-        model="deepseek", prompt=PREFIX, suffix=SUFFIX, max_tokens=16, temperature=0.01, stop=CONTINUE_STOPS
-    )
-    chunks = client.completions.create(
-        model="deepseek", prompt=template, max_tokens=16, temperature=0.01, stop=CONTINUE_STOPS, stream=True
-    )
+    settings = {"model": "deepseek", "max_tokens": 16, "temperature": 0.01, "stop": CONTINUE_STOPS, "seed": 5}
+    by_suffix = client.completions.create(prompt=PREFIX, suffix=SUFFIX, **settings)
+    chunks = client.completions.create(prompt=template, stream=True, **settings)
     assert "".join(chunk.choices[0].text for chunk in chunks if chunk.choices) == by_suffix.choices[0].text
 
 

@@ -70,11 +70,14 @@ def sampling_params(
 
 
 def check_count(value: int, limit: int, param: str) -> None:
+    """400 naming `param` when `value` passes the server's `limit`."""
     if value > limit:
         raise ApiError(400, f"{param} {value} is more than this server allows ({limit})", param=param)
 
 
-def prompt_budget(state: ServerState, new_tokens: int, tail_tokens: int, overflow: str, suffix_share: float):
+def prompt_budget(
+    state: ServerState, new_tokens: int, tail_tokens: int, overflow: str, suffix_share: float
+) -> PromptBudget:
     """The prompt's token budget: the window minus the tokens to generate (and a llama.cpp `prompt` tail)."""
     limit = state.max_seq_len - new_tokens
     if state.config.max_prompt_tokens is not None:

@@ -22,8 +22,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from repolm.infer.prompt_builder import BuiltPrompt
 from repolm.infer.retrieval import ContextSnippet
 from repolm.infer.server.errors import ApiError, error_body
 from repolm.infer.server.generation import (
@@ -79,10 +80,11 @@ def select_fields(answer: dict[str, Any], fields: list[str] | None) -> dict[str,
 
 
 def make_router(state: ServerState) -> APIRouter:
+    """The llama.cpp endpoints over one server's state."""
     router = APIRouter(responses=ERROR_RESPONSES)
     config = state.config
 
-    async def infill_prompt(body: InfillRequest, new_tokens: int):
+    async def infill_prompt(body: InfillRequest, new_tokens: int) -> BuiltPrompt:
         tail_ids = []
         if body.prompt:
             tail_ids = await asyncio.to_thread(state.tokenizer.encode, body.prompt, literal_special_tokens=True)
@@ -102,14 +104,14 @@ def make_router(state: ServerState) -> APIRouter:
         )
 
     @router.post("/infill", summary="Fill in the middle (llama.cpp's /infill)")
-    async def infill(body: InfillRequest, request: Request):
+    async def infill(body: InfillRequest, request: Request) -> Response:
         new_tokens = max_new_tokens(state, body.n_predict, "n_predict", config.default_max_tokens)
         built = await infill_prompt(body, new_tokens)
         truncated = bool(built.cut.get("prefix") or built.cut.get("suffix"))
         return await _generate(body, request, "/infill", built.ids, built.text, new_tokens, truncated, built)
 
     @router.post("/completion", summary="Complete a prompt (llama.cpp's /completion)")
-    async def completion(body: LlamaCompletionRequest, request: Request):
+    async def completion(body: LlamaCompletionRequest, request: Request) -> Response:
         new_tokens = max_new_tokens(state, body.n_predict, "n_predict", config.default_max_tokens)
         budget = prompt_budget(state, new_tokens, 0, "refuse", 1.0)
         if isinstance(body.prompt, str):
@@ -136,8 +138,8 @@ def make_router(state: ServerState) -> APIRouter:
         prompt_text: str,
         new_tokens: int,
         truncated: bool,
-        built: Any,
-    ):
+        built: BuiltPrompt | None,
+    ) -> Response:
         report = prompt_report(built) if built is not None and body.repolm and body.repolm.return_prompt else None
         started = request_started_at(request.scope)
         if new_tokens == 0:  # llama.vim sends n_predict 0 to hand over context ahead of time: nothing to generate

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from repolm.infer.server.errors import ApiError, error_body
 from repolm.infer.server.generation import (
@@ -83,6 +83,7 @@ def refuse_unsupported(body: OpenAISampling) -> None:
 
 
 def make_router(state: ServerState) -> APIRouter:
+    """The OpenAI endpoints over one server's state."""
     router = APIRouter(responses=ERROR_RESPONSES)
     config = state.config
 
@@ -92,7 +93,7 @@ def make_router(state: ServerState) -> APIRouter:
         return {"object": "list", "data": [model]}
 
     @router.post("/v1/completions", summary="Complete a prompt, or fill in the middle with `suffix`")
-    async def completions(body: CompletionRequest, request: Request):
+    async def completions(body: CompletionRequest, request: Request) -> Response:
         refuse_unsupported(body)
         if body.echo:
             raise ApiError(400, "echo is not supported by this server", param="echo", code="unsupported")
@@ -174,7 +175,7 @@ def make_router(state: ServerState) -> APIRouter:
         yield sse("[DONE]")
 
     @router.post("/v1/chat/completions", summary="Answer a conversation")
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         refuse_unsupported(body)
         if body.logprobs or body.top_logprobs is not None:
             raise ApiError(400, "logprobs are not supported by this server", param="logprobs", code="unsupported")
