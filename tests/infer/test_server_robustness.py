@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import pytest
@@ -224,15 +223,20 @@ def test_sigterm_under_load_finishes_requests_and_exits_0(tiny_model_dir):
         results: list[tuple[int, str]] = []
 
         def stream_one(index: int) -> None:
-            body = {"prompt": f"def f{index}(x):", "max_tokens": 200, "temperature": 0, "stream": True}
-            with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as response:
-                text = "".join(response.iter_text())
-            results.append((response.status_code, text))
+            body = {"prompt": f"def f{index}(x):", "max_tokens": 480, "temperature": 0, "stream": True}
+            try:
+                with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as response:
+                    text = "".join(response.iter_text())
+                results.append((response.status_code, text))
+            except httpx.HTTPError as error:
+                results.append((0, repr(error)))
 
         threads = [threading.Thread(target=stream_one, args=(index,)) for index in range(6)]
         for thread in threads:
             thread.start()
-        time.sleep(0.3)  # requests are running and waiting
+        # all six streams have started (4 decoding, 2 waiting for a row) before the signal
+        assert wait_until(lambda: _metric(url, "repolm_requests_total", "/v1/completions") == 6, timeout=30)
+        running = _metric(url, "repolm_batch_running_requests")
         process.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(60)
@@ -241,6 +245,7 @@ def test_sigterm_under_load_finishes_requests_and_exits_0(tiny_model_dir):
     finally:
         if process.poll() is None:
             process.kill()
+    assert running > 0, "the server was idle when the signal came"
     assert code == 0, stderr
     assert "Traceback" not in stderr, stderr
     assert len(results) == 6
@@ -249,6 +254,14 @@ def test_sigterm_under_load_finishes_requests_and_exits_0(tiny_model_dir):
         assert text.rstrip().endswith("data: [DONE]"), text[-200:]
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/health", timeout=5)
+
+
+def _metric(url: str, name: str, endpoint: str | None = None) -> float:
+    """A value of the server's /metrics (a request count of `endpoint` with status 200, or a gauge)."""
+    labels = f'\\{{endpoint="{endpoint}",status="200"\\}}' if endpoint else ""
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    match = re.search(rf"^{name}{labels} (\S+)$", metrics, re.M)
+    return float(match.group(1)) if match else 0.0
 
 
 def _healthy(url: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -32,6 +33,8 @@ from repolm.infer.server.errors import ApiError
 from repolm.infer.server.metrics import request_started_at
 from repolm.infer.server.schemas import RepolmOptions
 from repolm.infer.server.state import ServerState
+
+logger = logging.getLogger(__name__)
 
 SEED_MODULUS = 2**63
 GREEDY_BELOW_TEMPERATURE = 1e-5
@@ -76,9 +79,15 @@ def check_count(value: int, limit: int, param: str) -> None:
 
 
 def prompt_budget(
-    state: ServerState, new_tokens: int, tail_tokens: int, overflow: str, suffix_share: float
+    state: ServerState,
+    new_tokens: int,
+    tail_tokens: int,
+    overflow: str,
+    suffix_share: float,
+    param: str = "max_tokens",
 ) -> PromptBudget:
-    """The prompt's token budget: the window minus the tokens to generate (and a llama.cpp `prompt` tail)."""
+    """The prompt's token budget: the window minus the tokens to generate (`param` names them in the 400 when
+    nothing is left) and a llama.cpp `prompt` tail."""
     limit = state.max_seq_len - new_tokens
     if state.config.max_prompt_tokens is not None:
         limit = min(limit, state.config.max_prompt_tokens)
@@ -88,7 +97,7 @@ def prompt_budget(
             400,
             f"no room for a prompt: the context window is {state.max_seq_len} tokens and {new_tokens} are to be "
             "generated",
-            param="max_tokens",
+            param=param,
             code="context_length_exceeded",
         )
     return PromptBudget(limit, context_share=state.config.context_share, suffix_share=suffix_share, overflow=overflow)
@@ -116,7 +125,10 @@ async def retrieve_context(state: ServerState, path: str, prefix: str, suffix: s
 
     def run() -> list[ContextSnippet]:
         assert state.retriever is not None
-        state.refresh_repository()
+        try:
+            state.refresh_repository()
+        except (RepolmError, OSError) as error:  # e.g. the folder is gone: serve from the last index
+            logger.warning("re-indexing the repository failed: %s", one_line(error))
         return state.retriever.retrieve(path, prefix, suffix, top_k=state.config.retrieval_top_k)
 
     try:
@@ -221,6 +233,9 @@ class Generation:
     results: list[ChoiceResult] = field(default_factory=list)
     first_token_at: float | None = None
     time_limit_hit: bool = False
+    disconnect_watcher: asyncio.Task | None = None
+    """Cancels every choice when the client disconnects; started at submission, so that it also covers a streamed
+    response whose body never started (a client gone before the first byte)."""
 
     @classmethod
     def submit(
@@ -263,9 +278,20 @@ class Generation:
             generation.cancel()
             raise ApiError(503, one_line(error), code="shutting_down", headers={"Retry-After": "5"}) from None
         generation.results = [ChoiceResult() for _ in range(n)]
+        generation.disconnect_watcher = asyncio.create_task(generation._watch_disconnect())
         return generation
 
+    async def _watch_disconnect(self) -> None:
+        """Cancel the choices when the client disconnects (after the response ended, the server reports a disconnect
+        at once, and cancelling finished choices does nothing)."""
+        while True:
+            message = await self.request.receive()
+            if message["type"] == "http.disconnect":
+                self.cancel()
+                return
+
     def cancel(self) -> None:
+        """Cancel every choice (thread-safe; finished ones are not affected)."""
         for handle in self.handles:
             handle.cancel()
 
@@ -279,15 +305,7 @@ class Generation:
             async for event in handle.async_events():
                 await queue.put((index, event))
 
-        async def watch_disconnect() -> None:
-            while True:
-                message = await self.request.receive()
-                if message["type"] == "http.disconnect":
-                    self.cancel()
-                    return
-
         tasks = [asyncio.create_task(pump(index, handle)) for index, handle in enumerate(self.handles)]
-        tasks.append(asyncio.create_task(watch_disconnect()))
         remaining = len(self.handles)
         started = request_started_at(self.request.scope)
         try:
@@ -312,6 +330,8 @@ class Generation:
             self.cancel()  # no-op for finished choices; frees the rows of the others
             for task in tasks:
                 task.cancel()
+            if self.disconnect_watcher is not None:
+                self.disconnect_watcher.cancel()
             generated = sum(result.completion_tokens for result in self.results)
             self.state.metrics.count_tokens(len(self.prompt_ids) * len(self.handles), generated)
 

@@ -88,7 +88,7 @@ def make_router(state: ServerState) -> APIRouter:
         tail_ids = []
         if body.prompt:
             tail_ids = await asyncio.to_thread(state.tokenizer.encode, body.prompt, literal_special_tokens=True)
-        budget = prompt_budget(state, new_tokens, len(tail_ids), "cut", config.infill_suffix_share)
+        budget = prompt_budget(state, new_tokens, len(tail_ids), "cut", config.infill_suffix_share, "n_predict")
         client_context = [
             ContextSnippet(chunk.filename, chunk.text, source="client") for chunk in body.input_extra if chunk.text
         ]
@@ -113,7 +113,7 @@ def make_router(state: ServerState) -> APIRouter:
     @router.post("/completion", summary="Complete a prompt (llama.cpp's /completion)")
     async def completion(body: LlamaCompletionRequest, request: Request) -> Response:
         new_tokens = max_new_tokens(state, body.n_predict, "n_predict", config.default_max_tokens)
-        budget = prompt_budget(state, new_tokens, 0, "refuse", 1.0)
+        budget = prompt_budget(state, new_tokens, 0, "refuse", 1.0, "n_predict")
         if isinstance(body.prompt, str):
             built = await build_prompt(state, prefix=body.prompt, suffix=None, budget=budget, options=body.repolm)
             ids, text = built.ids, built.text
