@@ -7,6 +7,7 @@
 # Needs a python whose torch is a CUDA build, with transformers, tokenizers, safetensors, pyyaml, jinja2, tqdm, numpy,
 # httpx and pytest (the data-pipeline packages are not needed). Run from the repository root:
 #   bash scripts/gpu_checks.sh                 # or PY=.venv/bin/python OUT=out/gpu bash scripts/gpu_checks.sh
+#   BENCH=0 bash scripts/gpu_checks.sh         # the tests only, without the speed benchmarks
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
@@ -20,7 +21,9 @@ $PY -c "import torch, transformers; print('torch', torch.__version__, '| transfo
 
 echo "== gpu tests"
 $PY -m pytest -m gpu -q -rA -s -p no:cacheprovider tests/model/test_model_cuda.py tests/infer/test_engine.py \
-    tests/eval/test_generators.py tests/train/test_loop.py 2>&1 | tee "$OUT/pytest_gpu.log" || status=1
+    tests/infer/test_batching.py tests/eval/test_generators.py tests/train/test_loop.py 2>&1 | tee "$OUT/pytest_gpu.log" || status=1
+
+[ "${BENCH:-1}" = 0 ] && exit $status
 
 echo "== training speed: deepseek-coder-1.3b, bf16 autocast, 4 x 2048 tokens"
 $PY benchmarks/bench_train.py --device cuda --preset deepseek-coder-1.3b --batch 4 --sequence-length 2048 --compile \

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from repolm.infer.engine import Engine
 from repolm.infer.prompts import completion_prompt_ids, fim_prompt_ids
 from repolm.infer.sampling import SamplingParams
-from repolm.infer.text import TextGenerator, _RowDecoder
+from repolm.infer.text import IncrementalDecoder, TextGenerator
 from repolm.tokenizer import CodeTokenizer
 
 PROMPTS = ["def fibonacci(n):", "import os\n", "class Stack:\n    def __init__(self):\n        self.items = []\n"]
@@ -179,7 +179,7 @@ def _byte_ids(tokenizer: CodeTokenizer, data: bytes) -> list[int]:
     return ids
 
 
-def _feed(decoder: _RowDecoder, ids: list[int]) -> list[str]:
+def _feed(decoder: IncrementalDecoder, ids: list[int]) -> list[str]:
     deltas = []
     for token in ids:
         deltas.append(decoder.add(token))
@@ -202,7 +202,7 @@ MULTIBYTE = st.text(
 @given(text=MULTIBYTE)
 def test_byte_by_byte_stream_never_emits_a_partial_character(tokenizer: CodeTokenizer, text: str) -> None:
     data = text.encode("utf-8")
-    decoder = _RowDecoder(tokenizer, set(), [])
+    decoder = IncrementalDecoder(tokenizer, set(), [])
     emitted = ""
     for i, token in enumerate(_byte_ids(tokenizer, data)):
         delta = decoder.add(token)
@@ -217,7 +217,7 @@ def test_byte_by_byte_stream_never_emits_a_partial_character(tokenizer: CodeToke
 @settings(max_examples=150, deadline=None)
 @given(text=MULTIBYTE)
 def test_token_by_token_stream_never_emits_a_partial_character(tokenizer: CodeTokenizer, text: str) -> None:
-    deltas = _feed(_RowDecoder(tokenizer, set(), []), tokenizer.encode(text))
+    deltas = _feed(IncrementalDecoder(tokenizer, set(), []), tokenizer.encode(text))
     assert all("\ufffd" not in delta for delta in deltas)
     assert "".join(deltas) == text
 
@@ -227,7 +227,7 @@ def test_token_by_token_stream_never_emits_a_partial_character(tokenizer: CodeTo
 def test_stream_with_stop_string_is_cut_before_it(tokenizer: CodeTokenizer, text: str, stop: str, by_byte) -> None:
     text = text[: len(text) // 2] + stop + text[len(text) // 2 :] if len(text) % 3 else text  # mostly present
     ids = _byte_ids(tokenizer, text.encode("utf-8")) if by_byte else tokenizer.encode(text)
-    decoder = _RowDecoder(tokenizer, set(), [stop])
+    decoder = IncrementalDecoder(tokenizer, set(), [stop])
     expected = text[: text.index(stop)] if stop in text else text
     deltas = _feed(decoder, ids)
     emitted = ""
@@ -245,10 +245,10 @@ def test_crafted_multibyte_cases(tokenizer: CodeTokenizer) -> None:
     data = "x😀中".encode()
     ids = _byte_ids(tokenizer, data)
     ids = [ids[0], ids[1], eot, ids[2], ids[3], ids[4], ids[5], eot, ids[6], ids[7]]
-    decoder = _RowDecoder(tokenizer, {eot}, [])
+    decoder = IncrementalDecoder(tokenizer, {eot}, [])
     assert [decoder.add(token) for token in ids] == ["x", "", "", "", "", "😀", "", "", "", "中"]
     # invalid bytes are released as replacement characters once they cannot become a character any more
-    decoder = _RowDecoder(tokenizer, set(), [])
+    decoder = IncrementalDecoder(tokenizer, set(), [])
     deltas = [decoder.add(token) for token in _byte_ids(tokenizer, b"\xe4\xb8a\x80")]
     assert deltas == ["", "", "\ufffda", ""]
     assert decoder.flush() == "\ufffd"

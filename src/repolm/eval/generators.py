@@ -8,12 +8,14 @@ for the whole run (a negative temperature) raise `RepolmError`. `describe()` ret
 record about the generator.
 
 `LocalGenerator` runs a repolm / Hugging Face model folder with `repolm.infer`:
-- prompts: completion -> `completion_prompt_ids` (BOS when the tokenizer config adds it); chat -> the tokenizer's
-  chat template with the generation prompt, then encoded (the template writes BOS itself); infill -> PSM
-  `fim_prompt_ids` (`<｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜>`, DeepSeek-Coder's training layout);
+- prompts come from `repolm.infer.prompt_builder.PromptBuilder`, the builder the server uses too: completion -> BOS
+  (when the tokenizer config adds it) and the prompt; chat -> the tokenizer's chat template (DeepSeek-Coder's instruct
+  template when the folder has none) with the generation prompt, then encoded (the template writes BOS itself);
+  infill -> PSM (`<｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜>`, DeepSeek-Coder's training layout);
 - a prompt longer than `max_seq_len - max_new_tokens` tokens is cut, not refused, with a logged warning, like the
   DeepSeek-Coder harness's maximum input length: completion and chat prompts keep BOS and their last tokens;
-  infilling prompts lose prefix tokens from the left first, then suffix tokens from the right, and keep the sentinels.
+  infilling prompts lose prefix tokens from the left first, then suffix tokens from the right, and keep the sentinels
+  (`PromptBudget(suffix_share=1.0)`); no cut starts or ends inside a character.
   A request whose `max_new_tokens` leaves no room for a prompt gets an error;
 - requests with the same `max_new_tokens` and stop strings run in batches of `batch_size` prompts of similar length
   (sorted by length), and the answers are put back in request order; generation ends at `<｜end▁of▁sentence｜>` or
@@ -154,6 +156,7 @@ class LocalGenerator(Generator):
         `compile`: decode steps through `torch.compile` (`Engine(compile=True)`: frozen weights in C++ GEMM kernels on
         CPUs, CUDA graphs on GPUs; each new batch shape pays a compile)."""
         from repolm.infer.engine import Engine
+        from repolm.infer.prompt_builder import PromptBuilder
         from repolm.infer.text import TextGenerator, load_model_and_tokenizer
 
         if batch_size < 1:
@@ -172,6 +175,7 @@ class LocalGenerator(Generator):
                 model.config.max_position_embeddings,
             )
         self.tokenizer = tokenizer
+        self.prompt_builder = PromptBuilder(tokenizer, fim_mode="psm")
         self.text_generator = TextGenerator(Engine(model, compile=compile), tokenizer)
         self._description: dict[str, Any] | None = None
 
@@ -204,8 +208,9 @@ class LocalGenerator(Generator):
     # -- prompts --------------------------------------------------------------
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        """The token ids the model is given for `request`, cut to fit `max_seq_len` (RepolmError if impossible)."""
-        from repolm.infer.prompts import completion_prompt_ids, fim_prompt_ids
+        """The token ids the model is given for `request`, cut to fit `max_seq_len` (RepolmError if impossible), by
+        `repolm.infer.prompt_builder` with the evaluation's rule (no context, the suffix kept whole)."""
+        from repolm.infer.prompt_builder import PromptBudget
 
         _check_request(request)
         budget = self.max_seq_len - request.max_new_tokens
@@ -213,51 +218,35 @@ class LocalGenerator(Generator):
             raise RepolmError(
                 f"max_new_tokens {request.max_new_tokens} leaves no room for a prompt in max_seq_len {self.max_seq_len}"
             )
-        tokenizer = self.tokenizer
-        if request.kind == "infill":
-            ids = fim_prompt_ids(tokenizer, request.prefix, request.suffix, "psm")
-            if len(ids) <= budget:
-                return ids
-            return self._cut_infill(ids, request, budget)
+        fit = PromptBudget(budget, context_share=0.0, suffix_share=1.0, overflow="cut")
         if request.kind == "chat":
-            ids = tokenizer.encode(tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True))
+            built = self.prompt_builder.chat(list(request.messages), budget=fit)
+        elif request.kind == "infill":
+            built = self.prompt_builder.completion(request.prefix, request.suffix, budget=fit)
         else:
-            ids = completion_prompt_ids(tokenizer, request.prompt)
-        if not ids:
-            raise RepolmError("empty prompt (and the tokenizer adds no BOS): nothing to continue")
-        if len(ids) <= budget:
-            return ids
-        keep_head = 1 if ids[0] == tokenizer.bos_id else 0
-        if budget <= keep_head:
-            raise RepolmError(f"max_seq_len {self.max_seq_len} leaves no room for the prompt's text")
-        logger.warning(
-            "%s prompt of %d tokens cut to its last %d (max_seq_len %d - max_new_tokens %d)",
-            request.kind,
-            len(ids),
-            budget,
-            self.max_seq_len,
-            request.max_new_tokens,
-        )
-        return ids[:keep_head] + ids[len(ids) - (budget - keep_head) :]
-
-    def _cut_infill(self, ids: list[int], request: GenerationRequest, budget: int) -> list[int]:
-        """Drop prefix tokens from the left, then suffix tokens from the right, keeping BOS and the sentinels."""
-        prefix_ids, suffix_ids = self.tokenizer.encode(request.prefix), self.tokenizer.encode(request.suffix)
-        head = len(ids) - len(prefix_ids) - len(suffix_ids) - 2  # BOS (if any) and <｜fim▁begin｜>
-        hole, end = ids[head + len(prefix_ids)], ids[-1]
-        overflow = len(ids) - budget
-        drop_prefix = min(overflow, len(prefix_ids))
-        drop_suffix = overflow - drop_prefix
-        if drop_suffix > len(suffix_ids):
-            raise RepolmError(f"max_seq_len {self.max_seq_len} leaves no room for the infilling sentinels")
-        logger.warning(
-            "infilling prompt of %d tokens cut to %d: %d prefix tokens dropped at the start, %d suffix at the end",
-            len(ids),
-            budget,
-            drop_prefix,
-            drop_suffix,
-        )
-        return [*ids[:head], *prefix_ids[drop_prefix:], hole, *suffix_ids[: len(suffix_ids) - drop_suffix], end]
+            built = self.prompt_builder.completion(request.prompt, budget=fit)
+        cut = built.cut
+        if any(cut.values()):
+            full = len(built.ids) + sum(cut.values())
+            if request.kind == "infill":
+                logger.warning(
+                    "infilling prompt of %d tokens cut to %d: %d prefix tokens dropped at the start, %d suffix at the "
+                    "end",
+                    full,
+                    len(built.ids),
+                    cut["prefix"],
+                    cut["suffix"],
+                )
+            else:
+                logger.warning(
+                    "%s prompt of %d tokens cut to its last %d (max_seq_len %d - max_new_tokens %d)",
+                    request.kind,
+                    full,
+                    len(built.ids),
+                    self.max_seq_len,
+                    request.max_new_tokens,
+                )
+        return built.ids
 
     # -- generation -----------------------------------------------------------
 

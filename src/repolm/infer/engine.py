@@ -251,7 +251,7 @@ class Engine:
                     step_mask[..., cache.length] = True
                     if self.cuda_graphs:  # the previous step's logits (graph output) are consumed: replay over them
                         torch.compiler.cudagraph_mark_step_begin()
-                    logits = self._compiled_step(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]
+                    logits = self.compiled_step(tokens[:, None], next_positions[:, None], step_mask, cache)[:, -1]
                     cache.length += 1
                 else:
                     step_mask = None
@@ -262,7 +262,7 @@ class Engine:
         finally:
             self._release_cache(cache)
 
-    def _compiled_step(
+    def compiled_step(
         self, tokens: torch.Tensor, positions: torch.Tensor, step_mask: torch.Tensor, cache: KVCache
     ) -> torch.Tensor:
         """One fixed-shape decode step through the compiled model: logits (B, 1, V)."""

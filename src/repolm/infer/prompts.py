@@ -40,10 +40,20 @@ def fim_prompt_ids(
     add_bos: bool | None = None,
 ) -> list[int]:
     """Ids of a fill-in-the-middle prompt; the model continues with the middle."""
+    return fim_layout_ids(tokenizer, tokenizer.encode(prefix), tokenizer.encode(suffix), mode, add_bos)
+
+
+def fim_layout_ids(
+    tokenizer: CodeTokenizer,
+    prefix_ids: list[int],
+    suffix_ids: list[int],
+    mode: FimMode = "psm",
+    add_bos: bool | None = None,
+) -> list[int]:
+    """The FIM layout (see the module docstring) of prefix and suffix ids encoded already, each on its own."""
     begin, hole, end = tokenizer.fim_begin_id, tokenizer.fim_hole_id, tokenizer.fim_end_id
     if begin is None or hole is None or end is None:
         raise RepolmError("the tokenizer has no FIM tokens (<｜fim▁begin｜>, <｜fim▁hole｜>, <｜fim▁end｜>)")
-    prefix_ids, suffix_ids = tokenizer.encode(prefix), tokenizer.encode(suffix)
     if mode == "psm":
         body = [begin, *prefix_ids, hole, *suffix_ids, end]
     elif mode == "spm":

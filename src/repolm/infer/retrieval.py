@@ -80,13 +80,22 @@ _IN_MEMORY = object()  # the root of a retriever built by `from_files`
 
 @dataclass(frozen=True)
 class ContextSnippet:
-    """A piece of another file of the repository to show the model before the cursor."""
+    """A piece of another file of the repository to show the model before the cursor.
 
-    path: str  # repository-relative, posix
-    text: str  # the chunk's lines, as in the file
-    start_line: int = 1  # 1-based first line in the file
-    score: float = 0.0  # retrieval score (BM25, boosted)
-    source: str = "bm25"  # "import" (file imported by the current file, directly or transitively), "bm25", "client"
+    Attributes:
+        path: the file's path, relative to the repository root, POSIX separators (rendered in the prompt).
+        text: the fragment's code (a retrieved chunk: its lines as in the file).
+        start_line: the 1-based line of the file where `text` starts.
+        score: the retriever's score (BM25, boosted; higher is more relevant); 0.0 when not scored.
+        source: where it came from: "import" (a file the current file imports, directly or transitively), "bm25"
+            (lexical search) or "client" (sent by the editor, e.g. llama.cpp's `input_extra`).
+    """
+
+    path: str
+    text: str
+    start_line: int = 1
+    score: float = 0.0
+    source: str = "bm25"  # "import" | "bm25" | "client"
 
 
 @dataclass

@@ -29,7 +29,7 @@ class TextDelta:
     finished: bool = False
 
 
-class _RowDecoder:
+class IncrementalDecoder:
     """Incremental detokenizer of one row, with stop-string truncation."""
 
     def __init__(self, tokenizer: CodeTokenizer, stop_ids: set[int], stop_strings: Sequence[str]) -> None:
@@ -107,7 +107,7 @@ class TextGenerator:
         per prompt, see `Engine.stream`)."""
         if not params.stop_token_ids:
             params = replace(params, stop_token_ids=self.default_stop_ids())
-        decoders = [_RowDecoder(self.tokenizer, set(params.stop_token_ids), stop_strings) for _ in prompts]
+        decoders = [IncrementalDecoder(self.tokenizer, set(params.stop_token_ids), stop_strings) for _ in prompts]
 
         def stop(row: int, _generated: list[int]) -> bool:
             return decoders[row].stopped

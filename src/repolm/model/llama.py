@@ -78,11 +78,16 @@ class KVCache:
     All rows share one write position (`length`): prompts are left-padded to a common length, and padding
     is excluded through the attention mask. Tensors are (B, num_key_value_heads, max_length, head_dim).
 
-    Two ways to write. By default a forward writes at `length` and attends to the first `length + T` slots,
+    Three ways to write. By default a forward writes at `length` and attends to the first `length + T` slots,
     and `advance` moves `length` on. With `slot` set (a (T,) tensor of slot indices, moved on by the caller)
     a forward writes there and attends to all `max_length` slots, the caller's mask hiding the unwritten
     ones: every shape stays fixed from step to step, which is what `torch.compile` needs to compile a decode
-    step once.
+    step once. With `row_slots` set (a (B,) tensor) a forward of one token per row writes row b's token at slot
+    `row_slots[b]` and attends to all slots under the caller's mask: rows at different lengths decode together
+    (continuous batching, `repolm.infer.batching`).
+
+    `KVCache.over(keys, values)` makes a cache over existing tensors, e.g. views of some rows and slots of a
+    larger cache: what a forward writes lands in the larger cache.
     """
 
     def __init__(
@@ -99,9 +104,24 @@ class KVCache:
         self.max_length = max_length
         self.length = 0  # number of positions written so far (shared by all rows)
         self.slot: torch.Tensor | None = None  # fixed-shape mode: where the next forward writes
+        self.row_slots: torch.Tensor | None = None  # per-row mode: where each row's one new token goes
+
+    @classmethod
+    def over(cls, keys: list[torch.Tensor], values: list[torch.Tensor]) -> KVCache:
+        """A cache whose tensors (B, Hkv, S, D) per layer are the given ones (views included), empty (`length` 0)."""
+        cache = cls.__new__(cls)
+        cache.keys, cache.values = list(keys), list(values)
+        cache.max_length = keys[0].shape[2]
+        cache.length, cache.slot, cache.row_slots = 0, None, None
+        return cache
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store new keys/values (B, Hkv, T, D) at the current position; return all keys/values so far."""
+        if self.row_slots is not None:  # keys (B, Hkv, 1, D): row b's token goes to slot row_slots[b]
+            rows = torch.arange(keys.shape[0], device=keys.device)
+            self.keys[layer][rows, :, self.row_slots] = keys[:, :, 0]  # indexed (B, Hkv, D)
+            self.values[layer][rows, :, self.row_slots] = values[:, :, 0]
+            return self.keys[layer], self.values[layer]
         if self.slot is not None:
             self.keys[layer].index_copy_(2, self.slot, keys)
             self.values[layer].index_copy_(2, self.slot, values)
@@ -115,7 +135,7 @@ class KVCache:
 
     def advance(self, num_positions: int) -> None:
         """Mark `num_positions` more positions as written (called once per forward, after all layers)."""
-        if self.slot is None:  # with `slot` the caller keeps count (a compiled step must not touch ints)
+        if self.slot is None and self.row_slots is None:  # else the caller keeps count (no ints in a compiled step)
             self.length += num_positions
 
     def reorder(self, row_indices: torch.Tensor) -> None:

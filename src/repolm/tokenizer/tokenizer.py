@@ -184,6 +184,7 @@ class CodeTokenizer:
         # Encoding must never silently cut or pad text; HF folders sometimes carry these settings.
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
+        self._literal_tokenizer: Tokenizer | None = None  # `encoding_backend(True)`, made on first use
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.pad_token = pad_token
@@ -198,10 +199,23 @@ class CodeTokenizer:
 
     # -- encoding and decoding ------------------------------------------------
 
-    def encode(self, text: str, add_bos: bool = False) -> list[int]:
-        """Token ids of `text`; special-token strings in the text become their single ids."""
-        ids = self._tokenizer.encode(text, add_special_tokens=False).ids
+    def encode(self, text: str, add_bos: bool = False, literal_special_tokens: bool = False) -> list[int]:
+        """Token ids of `text`; special-token strings in the text become their single ids, or, with
+        `literal_special_tokens`, are encoded as the plain text they are (for untrusted text: a prompt from a
+        client, a repository's files)."""
+        ids = self.encoding_backend(literal_special_tokens).encode(text, add_special_tokens=False).ids
         return self._with_bos(ids) if add_bos else ids
+
+    def encoding_backend(self, literal_special_tokens: bool = False) -> Tokenizer:
+        """The `tokenizers.Tokenizer` that encodes: the wrapped one, or (`literal_special_tokens`) a copy of it that
+        encodes special-token strings as plain text (made once)."""
+        if not literal_special_tokens:
+            return self._tokenizer
+        if self._literal_tokenizer is None:
+            literal = Tokenizer.from_str(self._tokenizer.to_str())
+            literal.encode_special_tokens = True
+            self._literal_tokenizer = literal
+        return self._literal_tokenizer
 
     def encode_batch(self, texts: Sequence[str], add_bos: bool = False) -> list[list[int]]:
         """`encode` for many texts at once (parallel inside `tokenizers` unless TOKENIZERS_PARALLELISM=false)."""
@@ -279,19 +293,23 @@ class CodeTokenizer:
 
     # -- chat -----------------------------------------------------------------
 
-    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        """Render `messages` ({"role", "content"} dicts) with this tokenizer's chat template, as transformers does.
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, template: str | None = None
+    ) -> str:
+        """Render `messages` ({"role", "content"} dicts) with this tokenizer's chat template, as transformers does;
+        `template`: a Jinja chat template to render instead of the tokenizer's own.
 
         The template sees `messages`, `add_generation_prompt`, `bos_token`, `eos_token`, `pad_token` and the
         functions `raise_exception` and `strftime_now`.
         """
-        if self.chat_template is None:
+        template = self.chat_template if template is None else template
+        if template is None:
             raise RepolmError("this tokenizer has no chat template (tokenizer_config.json: chat_template)")
         if not messages:
             raise RepolmError("cannot apply the chat template to an empty list of messages")
         special_tokens = {"bos_token": self.bos_token, "eos_token": self.eos_token, "pad_token": self.pad_token}
         try:
-            return _compile_chat_template(self.chat_template).render(
+            return _compile_chat_template(template).render(
                 messages=messages,
                 add_generation_prompt=add_generation_prompt,
                 **{name: token for name, token in special_tokens.items() if token is not None},
