@@ -195,6 +195,7 @@ def speed_at(label: str, retriever: RepositoryRetriever, index_seconds: float, q
     )
     okapi_seconds, okapi = seconds(BM25Okapi, corpus_tokens)
     figures["rank_bm25_index_s"] = tokenize_seconds + okapi_seconds  # from the same texts, tokenized the same way
+    figures["rank_bm25_tokenize_s"], figures["rank_bm25_okapi_s"] = tokenize_seconds, okapi_seconds
 
     def rank_bm25_query(tokens: list[str]) -> np.ndarray:
         scores = okapi.get_scores(tokens)
@@ -206,7 +207,8 @@ def speed_at(label: str, retriever: RepositoryRetriever, index_seconds: float, q
     figures["index_speedup_vs_rank_bm25"] = figures["rank_bm25_index_s"] / index_seconds
     print(
         f"| {label} | {len(chunks):,} | {index_seconds:.2f} s | {figures['bm25s_index_s']:.2f} s "
-        f"| {figures['rank_bm25_index_s']:.2f} s | {figures['repolm_query_ms']:.3f} ms "
+        f"| {figures['rank_bm25_index_s']:.2f} s ({okapi_seconds:.2f} s without tokenizing) "
+        f"| {figures['repolm_query_ms']:.3f} ms "
         f"| {figures['bm25s_query_ms']:.3f} ms | {figures['rank_bm25_query_ms']:.1f} ms "
         f"| {figures['query_speedup_vs_rank_bm25']:.0f}x |"
     )

@@ -58,7 +58,7 @@ import bm25s
 import numpy as np
 
 from repolm.data.dependencies import ImportResolver, resolve_dependencies
-from repolm.data.import_extraction import DEPENDENCY_LANGUAGES
+from repolm.data.import_extraction import DEPENDENCY_LANGUAGES, extract_imports
 from repolm.data.languages import LANGUAGE_NAMES, get_language, language_of
 from repolm.data.records import CodeFile
 from repolm.errors import RepolmError
@@ -372,7 +372,8 @@ class _Snapshot:
     dependencies: dict[str, frozenset[str]]
     positions: dict[str, int] = field(init=False)  # path -> position in `entries`
     row_entry: np.ndarray = field(init=False)  # entry position of each row
-    boosted: dict[str, tuple[np.ndarray, np.ndarray, frozenset[str]]] = field(default_factory=dict)  # per path
+    # import boosts per path (for a file not in the index: per path and imports)
+    boosted: dict[str | tuple[str, ...], tuple[np.ndarray, np.ndarray, frozenset[str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.positions = {entry.path: position for position, entry in enumerate(self.entries)}
@@ -621,27 +622,29 @@ class RepositoryRetriever:
 
     # --- queries -------------------------------------------------------------------------------------------------
     def _imported(self, snapshot: _Snapshot, path: str, text: str) -> tuple[np.ndarray, np.ndarray, frozenset[str]]:
-        """(rows of files `path` imports, rows of files those import, all those paths); `text` is the file's text,
-        read for a file not in the index (a new one: its imports are resolved then, at the cost of a resolver)."""
-        if path in snapshot.boosted:
-            return snapshot.boosted[path]
+        """(rows of files `path` imports, rows of files those import, all those paths). A file not in the index (a
+        new one) has its imports read from `text`, its text, and resolved against the indexed files."""
+        key: str | tuple[str, ...] = path
         graph = snapshot.dependencies
-        if path in graph:
-            direct = set(graph[path])
-        else:
-            language = language_of(path, text[:_HEAD_CHARACTERS])
-            direct = set()
-            if language in DEPENDENCY_LANGUAGES:
-                files = [CodeFile(e.path, e.text, e.language or "Text") for e in snapshot.entries]
-                direct = ImportResolver([*files, CodeFile(path, text, language)]).dependencies(path)
+        language = None if path in graph else language_of(path, text[:_HEAD_CHARACTERS])
+        if language in DEPENDENCY_LANGUAGES:
+            key = (path, *extract_imports(text, language))  # remembered while its imports stay the same
+        if key in snapshot.boosted:
+            return snapshot.boosted[key]
+        direct = set(graph.get(path, ()))
+        if language in DEPENDENCY_LANGUAGES:
+            files = [CodeFile(entry.path, entry.text, entry.language or "Text") for entry in snapshot.entries]
+            direct = ImportResolver([*files, CodeFile(path, text, language)]).dependencies(path)
         seen, frontier, transitive = {path} | direct, set(direct), set()
         for _ in range(self.config.max_import_depth - 1):
             frontier = {found for step in frontier for found in graph.get(step, ())} - seen
             transitive |= frontier
             seen |= frontier
-        result = (snapshot.rows_of(direct), snapshot.rows_of(transitive), frozenset(direct | transitive))
-        if path in graph:
-            snapshot.boosted[path] = result
+        result = snapshot.boosted[key] = (
+            snapshot.rows_of(direct),
+            snapshot.rows_of(transitive),
+            frozenset(direct | transitive),
+        )
         return result
 
     def retrieve(self, path: str, prefix: str, suffix: str = "", top_k: int | None = None) -> list[ContextSnippet]:
