@@ -328,7 +328,7 @@ def _file_entry(
     )
 
 
-def build_bm25_index(
+def _build_bm25_index(
     entries: list[_FileEntry], vocabulary_size: int, k1: float, b: float, column_weights: np.ndarray | None = None
 ) -> tuple[bm25s.BM25, np.ndarray]:
     """bm25s's "lucene" BM25 index of the chunks of `entries` (rows in entry order), from their cached triples;
@@ -594,7 +594,7 @@ class RepositoryRetriever:
         weights = np.ones(size, dtype=np.float32)
         weights[self._vocabulary.definition_ids] = self.config.definition_weight
         entries = [self._entries[path] for path in sorted(self._entries)]
-        index, offsets = build_bm25_index(entries, size, self.config.k1, self.config.b, weights)
+        index, offsets = _build_bm25_index(entries, size, self.config.k1, self.config.b, weights)
         index.vocab_dict = self._vocabulary.ids
         return _Snapshot(entries, index, offsets, size, dict(self._dependencies))
 
