@@ -39,6 +39,7 @@ stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer
   generate          complete a prompt (streams the completion to stdout)
   infill            fill in the middle between a prefix and a suffix (streams the middle)
   serve             an HTTP server: OpenAI and llama.cpp APIs, cross-file context from --repo, a page at /
+  complete          complete at a cursor in a repository's file, with retrieved cross-file context
   eval TASK         score a model, an OpenAI-compatible endpoint or a samples file on a benchmark (sandboxed)
   eval loss         bits per byte of a model on held-out code
 """
@@ -200,6 +201,46 @@ def cmd_generate(args: argparse.Namespace) -> None:
     else:
         pieces = generator.stream(prompt, params, args.stop or ())
     _write_stream(pieces)
+
+
+def cmd_complete(args: argparse.Namespace) -> None:
+    """The completion at a cursor in a repository's file, with cross-file context retrieved from the repository."""
+    from repolm.infer.prompts import split_at_cursor
+
+    repo = Path(args.repo)
+    if not repo.is_dir():
+        raise RepolmError(f"--repo {args.repo}: no such folder")
+    file = Path(args.file)
+    if not file.is_absolute() and not file.exists() and (repo / file).exists():
+        file = repo / file  # --file given relative to the repository
+    try:
+        path = file.resolve().relative_to(repo.resolve()).as_posix()
+    except ValueError:
+        raise RepolmError(f"--file {args.file} is not inside --repo {args.repo}") from None
+    prefix, suffix = split_at_cursor(_read_text(str(file), "--file"), args.line, args.col)
+    if args.max_seq_len <= args.max_new_tokens:
+        raise RepolmError(f"--max-seq-len {args.max_seq_len} leaves no room for a prompt of --max-new-tokens")
+    params = _sampling_params(args)
+
+    from repolm.infer.prompt_builder import PromptBudget, PromptBuilder
+    from repolm.infer.retrieval import RepositoryRetriever, RetrievalConfig
+
+    snippets = []
+    if args.top_k_snippets > 0:
+        retriever = RepositoryRetriever(repo, RetrievalConfig(top_k=args.top_k_snippets))
+        snippets = retriever.retrieve(path, prefix, suffix)
+    generator = _load_generator(args)
+    builder = PromptBuilder(generator.tokenizer, fim_mode=args.mode, literal_special_tokens=True)
+    budget = PromptBudget(args.max_seq_len - args.max_new_tokens, context_share=args.context_share)
+    prompt = builder.completion(prefix, suffix, budget=budget, context=snippets, path=path)
+    if args.show_prompt:
+        rule = "-" * 20
+        print(f"{rule} prompt: {len(prompt.ids)} tokens ({prompt.kind}), cut {prompt.cut}", file=sys.stderr)
+        for snippet in prompt.context:
+            print(f"{rule} context: {snippet.path}:{snippet.start_line} ({snippet.source})", file=sys.stderr)
+        print(prompt.text, file=sys.stderr)
+        print(f"{rule} completion", file=sys.stderr, flush=True)
+    _write_stream(delta.text for delta in generator.stream_ids([prompt.ids], params, args.stop or ()))
 
 
 def cmd_infill(args: argparse.Namespace) -> None:
@@ -624,6 +665,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--instruct", action="store_true", help="wrap the prompt in the model's chat template")
     _add_generation_options(generate)
     generate.set_defaults(handler=cmd_generate)
+
+    complete = commands.add_parser(
+        "complete",
+        help="complete at a cursor in a repository's file, with cross-file context from the repository (FIM)",
+        parents=[common],
+    )
+    complete.add_argument("--repo", required=True, help="the repository folder (indexed for cross-file context)")
+    complete.add_argument("--file", required=True, help="the file, inside --repo (or relative to it)")
+    complete.add_argument("--line", type=int, required=True, help="1-based line of the cursor")
+    complete.add_argument("--col", type=int, required=True, help="1-based column of the cursor")
+    complete.add_argument("--show-prompt", action="store_true", help="print the exact prompt (and its context) first")
+    complete.add_argument(
+        "--top-k-snippets", type=int, default=5, help="cross-file snippets retrieved (default 5; 0 = none)"
+    )
+    complete.add_argument(
+        "--context-share", type=float, default=0.25, help="most of the prompt budget for context (default 0.25)"
+    )
+    complete.add_argument("--max-seq-len", type=int, default=2048, help="prompt + new tokens, at most (default 2048)")
+    complete.add_argument("--mode", choices=["psm", "spm"], default="psm", help="FIM layout (default psm)")
+    _add_generation_options(complete)
+    complete.set_defaults(handler=cmd_complete)
 
     infill = commands.add_parser("infill", help="fill in the middle; prints only the middle", parents=[common])
     infill.add_argument("--prefix", help="text before the hole")

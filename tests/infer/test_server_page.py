@@ -12,7 +12,6 @@ import httpx
 import pytest
 from server_harness import start_server
 
-from repolm.infer import retrieval
 from repolm.infer.batching import BatcherConfig
 
 CHROMIUM = next(
@@ -123,8 +122,6 @@ def test_the_page_streams_a_chat_answer(server, browser):
 
 
 def test_the_page_shows_the_retrieved_context(tiny_model_dir, tmp_path, browser):
-    if not hasattr(retrieval, "RepositoryRetriever"):
-        pytest.skip("repolm.infer.retrieval.RepositoryRetriever has not landed on this branch yet")
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "walker.py").write_text(EXTRA_TEXT)
     (tmp_path / "pkg" / "main.py").write_text("from pkg.walker import walk\n")

@@ -10,16 +10,10 @@ import openai
 import pytest
 from server_harness import start_server
 
-from repolm.infer import retrieval
 from repolm.infer.batching import BatcherConfig
 from repolm.infer.prompt_builder import PromptBudget, PromptBuilder
 from repolm.infer.sampling import SamplingParams
 from repolm.infer.server import ServerConfig
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(retrieval, "RepositoryRetriever"),
-    reason="repolm.infer.retrieval.RepositoryRetriever has not landed on this branch yet",
-)
 
 GEOMETRY = '''"""Shapes."""
 
