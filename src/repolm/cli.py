@@ -284,6 +284,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             max_waiting=args.max_waiting,
             max_seq_len=args.max_seq_len,
             compile=args.compile,
+            admission=args.batching,
         )
     except RepolmError as error:  # "max_batch_size must be >= 1" -> "--max-batch-size must be ..."
         message = str(error)
@@ -455,6 +456,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             batch_size=args.batch_size,
             max_seq_len=args.max_seq_len,
             compile=args.compile,
+            admission=args.batching,
         )
     elif args.endpoint:
         from repolm.eval.generators import EndpointGenerator
@@ -721,6 +723,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-seq-len",
         type=int,
         help="prompt + generated tokens per request, the KV cache's row length (default: the model's window)",
+    )
+    serve.add_argument(
+        "--batching",
+        choices=["continuous", "static"],
+        default="continuous",
+        help="continuous (default): requests join the running batch between decode steps; static: a batch starts "
+        "when the last one has ended (a baseline for benchmarks/bench_serve.py)",
     )
     serve.add_argument("--max-n", type=int, default=8, help="most choices per OpenAI request (default 8)")
     serve.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")

@@ -272,3 +272,11 @@ def test_input_major_weights_keep_values_and_saved_folders(tmp_path):
     save_pretrained(ours, tmp_path / "saved")
     reloaded = load_pretrained(tmp_path / "saved").state_dict()
     assert all(torch.equal(reloaded[name], tensor) for name, tensor in state.items())
+
+
+def test_a_tiny_temperature_samples_the_greedy_token_instead_of_nan():
+    logits = torch.tensor([[1.0, 3.0, -2.0, 2.9], [0.5, -1.0, 0.4, 0.0]])
+    for temperature in (1e-30, 1e-300):
+        params = SamplingParams(temperature=temperature, top_p=0.9, top_k=3, seed=0)
+        tokens = sample_next_token(logits, params, generator=torch.Generator().manual_seed(0))
+        assert tokens.tolist() == [1, 0]

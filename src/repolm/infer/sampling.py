@@ -88,7 +88,11 @@ def sample_next_token(
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.greedy:
         return logits.argmax(dim=-1)
-    logits = logits / params.temperature
+    # shifted by the row's maximum first (softmax does not change): a tiny temperature then sends the other logits to
+    # -inf instead of overflowing the largest to inf (inf - inf is NaN), and one below float32's range is not 0 (0 / 0
+    # is NaN): it tends to greedy, as it should
+    temperature = max(params.temperature, torch.finfo(torch.float32).tiny)
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if params.top_k > 0:
         logits = filter_top_k(logits, params.top_k)
     if params.top_p < 1.0:
