@@ -3,9 +3,10 @@ served one request at a time and in static batches, in one run.
 
 For each way of serving, a `repolm serve` process is started on loopback with a `small` model folder and
 `--concurrency` clients (asyncio + httpx, one process) send `/v1/completions` requests back to back for `--duration`
-seconds: a prompt cut from a Python standard-library file, `max_tokens` new tokens, temperature 0.8 with a seed per
-request. Printed per way of serving: errors (must be 0), requests, aggregate generated tokens/s, and p50/p99 request
-latency; beside them the latency of one request served alone (same prompt lengths, nothing else running). The ways:
+seconds: a prompt cut from a Python standard-library file, a `max_tokens` of 1/8, 1/4, 1/2 or all of `--max-tokens`
+(drawn per request: editors ask for short and long completions), temperature 0.8 with a seed per request. Printed per
+way of serving: errors (must be 0), requests, aggregate generated tokens/s, and p50/p99 request latency; beside them
+the latency of one request served alone (the same kinds of requests, nothing else running). The ways:
 - continuous: `--max-batch-size B` (requests join and leave the running batch between decode steps);
 - static: `--max-batch-size B --batching static` (a batch starts when the previous one has ended);
 - one at a time: `--max-batch-size 1`.
@@ -126,6 +127,11 @@ class Server:
             self.process.wait()
 
 
+def request_tokens(index: int, max_tokens: int) -> int:
+    """The max_tokens of request `index`: all, 1/2, 1/4 or 1/8 of `max_tokens`, drawn from the index."""
+    return max(1, max_tokens >> random.Random(index).randrange(4))
+
+
 async def one_request(client: httpx.AsyncClient, prompt: str, max_tokens: int, seed: int) -> tuple[float, int, str]:
     """(seconds, generated tokens, error or "") of one /v1/completions request."""
     body = {"model": "repolm", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "seed": seed}
@@ -151,13 +157,14 @@ async def load(url: str, prompts: list[str], concurrency: int, duration: float, 
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         started = time.perf_counter()
         deadline = started + duration
-        progress = tqdm(total=round(duration), desc=label, unit="s", leave=False)
+        progress = tqdm(total=round(duration), desc=label, unit="s", leave=False, disable=not sys.stderr.isatty())
 
         async def client_loop() -> None:
             nonlocal tokens
             while time.perf_counter() < deadline:
                 index = next(counter)
-                seconds, generated, error = await one_request(client, prompts[index % len(prompts)], max_tokens, index)
+                prompt = prompts[index % len(prompts)]
+                seconds, generated, error = await one_request(client, prompt, request_tokens(index, max_tokens), index)
                 if error:
                     errors.append(error)
                 else:
@@ -189,7 +196,10 @@ async def alone(url: str, prompts: list[str], max_tokens: int, repeats: int) -> 
     """Latency of single requests with nothing else running."""
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         await one_request(client, prompts[0], max_tokens, 0)  # warm-up
-        results = [await one_request(client, prompts[i % len(prompts)], max_tokens, i) for i in range(repeats)]
+        results = []
+        for index in range(repeats):
+            prompt = prompts[index % len(prompts)]
+            results.append(await one_request(client, prompt, request_tokens(index, max_tokens), index))
     seconds = [s for s, _, error in results if not error]
     return {
         "latency_p50": statistics.median(seconds),
@@ -203,7 +213,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per way of serving")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients")
     parser.add_argument("--max-batch-size", type=int, default=32, help="rows of the continuous and static batches")
-    parser.add_argument("--max-tokens", type=int, default=64, help="new tokens per request")
+    parser.add_argument("--max-tokens", type=int, default=128, help="most new tokens of a request (default 128)")
     parser.add_argument("--alone-repeats", type=int, default=8, help="requests timed one by one, nothing else running")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -231,7 +241,7 @@ def main() -> None:
                 server.stop()
 
     print(f"\nrepolm serve, {model if args.model else 'small (random weights)'}; {machine_description()}")
-    print(f"{args.concurrency} clients x {args.duration:.0f} s, {args.max_tokens} new tokens per request\n")
+    print(f"{args.concurrency} clients x {args.duration:.0f} s, max_tokens {args.max_tokens} (or 1/2, 1/4, 1/8)\n")
     print("| way of serving | errors | requests | tokens/s | p50 latency s | p99 latency s |")
     print("|---|---|---|---|---|---|")
     for label in ways:

@@ -82,7 +82,10 @@ def sample_next_token(
     """Next token ids (B,) from last-position logits (B, V).
 
     `generator`: one generator for the batch, or one per row (row i then draws from `generator[i]` alone, so its
-    token does not depend on the other rows)."""
+    token does not depend on the other rows). With one generator per row, each row draws one uniform number u from
+    its generator and takes the first token whose cumulative probability exceeds u (inverse transform sampling, the
+    same distribution as `torch.multinomial`); the search runs for all rows at once, so a batch costs one small draw
+    per row instead of one multinomial call per row."""
     logits = logits.float()
     if params.repetition_penalty != 1.0 and seen is not None:
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
@@ -99,6 +102,12 @@ def sample_next_token(
         logits = filter_top_p(logits, params.top_p)
     probabilities = logits.softmax(dim=-1)
     if isinstance(generator, list | tuple):
-        rows = [torch.multinomial(row[None], 1, generator=g) for row, g in zip(probabilities, generator, strict=True)]
-        return torch.cat(rows).squeeze(-1)
+        if len(generator) != probabilities.shape[0]:
+            raise ValueError(f"{len(generator)} generators for {probabilities.shape[0]} rows; give one per row")
+        device = probabilities.device
+        uniforms = torch.cat([torch.rand(1, generator=g, device=device, dtype=torch.float64) for g in generator])
+        cumulative = probabilities.double().cumsum(dim=-1)  # (B, V); float64: no drift over a 32K vocabulary
+        targets = uniforms * cumulative[:, -1]  # (B,) in [0, total): a token of probability 0 is never reached
+        tokens = torch.searchsorted(cumulative, targets[:, None], right=True).squeeze(-1)  # (B,)
+        return tokens.clamp(max=probabilities.shape[-1] - 1)
     return torch.multinomial(probabilities, num_samples=1, generator=generator).squeeze(-1)
