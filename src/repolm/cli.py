@@ -456,7 +456,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
             batch_size=args.batch_size,
             max_seq_len=args.max_seq_len,
             compile=args.compile,
-            admission=args.batching,
         )
     elif args.endpoint:
         from repolm.eval.generators import EndpointGenerator

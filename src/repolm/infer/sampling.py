@@ -81,11 +81,12 @@ def sample_next_token(
 ) -> torch.Tensor:
     """Next token ids (B,) from last-position logits (B, V).
 
-    `generator`: one generator for the batch, or one per row (row i then draws from `generator[i]` alone, so its
-    token does not depend on the other rows). With one generator per row, each row draws one uniform number u from
-    its generator and takes the first token whose cumulative probability exceeds u (inverse transform sampling, the
-    same distribution as `torch.multinomial`); the search runs for all rows at once, so a batch costs one small draw
-    per row instead of one multinomial call per row."""
+    `generator`: one generator for the batch (None: torch's global one), or one per row (row i then draws from
+    `generator[i]` alone, so its token does not depend on the other rows). Each row draws one uniform number u (from
+    its own generator, or the batch's in row order) and takes the first token whose cumulative probability exceeds u
+    times the total (inverse transform sampling, the distribution `torch.multinomial` samples); the search runs for
+    all rows at once, so a batch costs one small draw per row, and one row sampled with a generator seeded s draws
+    the same token whichever of the two ways the generator is given."""
     logits = logits.float()
     if params.repetition_penalty != 1.0 and seen is not None:
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
@@ -101,13 +102,14 @@ def sample_next_token(
     if params.top_p < 1.0:
         logits = filter_top_p(logits, params.top_p)
     probabilities = logits.softmax(dim=-1)
+    rows, device = probabilities.shape[0], probabilities.device
     if isinstance(generator, list | tuple):
-        if len(generator) != probabilities.shape[0]:
-            raise ValueError(f"{len(generator)} generators for {probabilities.shape[0]} rows; give one per row")
-        device = probabilities.device
+        if len(generator) != rows:
+            raise ValueError(f"{len(generator)} generators for {rows} rows; give one per row")
         uniforms = torch.cat([torch.rand(1, generator=g, device=device, dtype=torch.float64) for g in generator])
-        cumulative = probabilities.double().cumsum(dim=-1)  # (B, V); float64: no drift over a 32K vocabulary
-        targets = uniforms * cumulative[:, -1]  # (B,) in [0, total): a token of probability 0 is never reached
-        tokens = torch.searchsorted(cumulative, targets[:, None], right=True).squeeze(-1)  # (B,)
-        return tokens.clamp(max=probabilities.shape[-1] - 1)
-    return torch.multinomial(probabilities, num_samples=1, generator=generator).squeeze(-1)
+    else:
+        uniforms = torch.rand(rows, generator=generator, device=device, dtype=torch.float64)
+    cumulative = probabilities.double().cumsum(dim=-1)  # (B, V); float64: no drift over a 32K vocabulary
+    targets = uniforms * cumulative[:, -1]  # (B,) in [0, total): a token of probability 0 is never reached
+    tokens = torch.searchsorted(cumulative, targets[:, None], right=True).squeeze(-1)  # (B,)
+    return tokens.clamp(max=probabilities.shape[-1] - 1)
