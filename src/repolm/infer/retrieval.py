@@ -53,8 +53,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import bm25s
 import numpy as np
 
 from repolm.data.dependencies import ImportResolver, resolve_dependencies
@@ -62,6 +62,9 @@ from repolm.data.import_extraction import DEPENDENCY_LANGUAGES, extract_imports
 from repolm.data.languages import LANGUAGE_NAMES, get_language, language_of
 from repolm.data.records import CodeFile
 from repolm.errors import RepolmError
+
+if TYPE_CHECKING:  # bm25s is imported where an index is built: `ContextSnippet` users (the prompt builder) need none
+    import bm25s
 
 logger = logging.getLogger(__name__)
 
@@ -355,6 +358,8 @@ def _build_bm25_index(
     data = idf[tokens] * term_counts / (norms[rows] + term_counts)
     indptr = np.zeros(vocabulary_size + 1, dtype=np.int64)
     np.cumsum(frequencies, out=indptr[1:])
+    import bm25s
+
     index = bm25s.BM25(k1=k1, b=b, method="lucene")
     index.scores = {"data": data.astype(np.float32), "indices": rows, "indptr": indptr, "num_docs": documents}
     index.nonoccurrence_array = None
