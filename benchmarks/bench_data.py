@@ -31,15 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sysconfig
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
+from machine import machine_description
 from repolm.data.minhash import (
     WORD_PATTERN,
     DisjointSets,
@@ -50,18 +49,6 @@ from repolm.data.minhash_evaluation import candidate_probability, plant_near_dup
 
 TEST_FOLDERS = {"test", "tests", "idle_test"}
 JACCARD_TARGETS = [round(0.30 + 0.05 * step, 2) for step in range(14)]  # 0.30, 0.35, ..., 0.95
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    packages = ", ".join(f"{name} {version(name)}" for name in ("numpy", "datasketch", "datatrove", "xxhash"))
-    return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; {packages}"
 
 
 def load_stdlib_documents(include_tests: bool) -> list[tuple[str, str]]:
@@ -203,7 +190,7 @@ def minhash_benchmark(include_tests: bool = True, planted: int = 280, seed: int 
             }
         )
     return {
-        "machine": machine_description(),
+        "machine": machine_description(("numpy", "datasketch", "datatrove", "xxhash")),
         "files": len(texts),
         "planted_pairs": len(pairs),
         "positive_pairs": sum(similarity >= config.threshold for *_, similarity in pairs),

@@ -19,23 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from machine import machine_description
 from repolm.benchmark_folder import find_benchmarks
 from repolm.eval.runners import execute_all
 from repolm.eval.sandbox import Sandbox
 from repolm.eval.tasks import get_task
-
-
-def machine_description() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return f"{platform.machine()}, {os.cpu_count()} cores"
 
 
 def score_with_repolm(programs, sandbox: Sandbox, workers: int) -> tuple[float, int]:

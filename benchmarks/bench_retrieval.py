@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import shutil
 import sysconfig
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import bm25s
@@ -41,6 +38,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 from tqdm import tqdm
 
+from machine import machine_description
 from repolm.infer.retrieval import (
     DEFINITION_PREFIX,
     ContextSnippet,
@@ -68,18 +66,6 @@ CONFIGURATIONS = [
     ("  + imports, sub-tokens", {"tokenization": "subtokens"}),
 ]
 CHUNKS_50K = 50_000
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    packages = ", ".join(f"{name} {version(name)}" for name in ("numpy", "bm25s", "rank-bm25"))
-    return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; {packages}"
 
 
 def package_files(package: str) -> dict[str, str]:
@@ -268,7 +254,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000, help="timed queries per corpus (repolm, bm25s)")
     parser.add_argument("--rank-bm25-queries", type=int, default=30, help="timed rank_bm25 queries per corpus")
     arguments = parser.parse_args()
-    figures: dict = {"machine": machine_description()}
+    figures: dict = {"machine": machine_description(("numpy", "bm25s", "rank-bm25"))}
     print(f"# Retrieval benchmark\n\n{figures['machine']}")
     if arguments.hit_rate:
         figures["hit_rate"] = hit_rates(arguments.packages.split(","))

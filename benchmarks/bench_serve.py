@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import signal
 import socket
@@ -37,17 +35,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+from machine import machine_description
 
 
 def stdlib_prompts(count: int, seed: int = 0) -> list[str]:
@@ -240,7 +228,8 @@ def main() -> None:
             finally:
                 server.stop()
 
-    print(f"\nrepolm serve, {model if args.model else 'small (random weights)'}; {machine_description()}")
+    machine = machine_description(("torch", "fastapi", "uvicorn", "httpx"))
+    print(f"\nrepolm serve, {model if args.model else 'small (random weights)'}; {machine}")
     print(f"{args.concurrency} clients x {args.duration:.0f} s, max_tokens {args.max_tokens} (or 1/2, 1/4, 1/8)\n")
     print("| way of serving | errors | requests | tokens/s | p50 latency s | p99 latency s |")
     print("|---|---|---|---|---|---|")
@@ -259,7 +248,11 @@ def main() -> None:
         if results[label]["errors"]:
             print(f"errors ({label}): {results[label]['first_errors']}")
     if args.json:
-        report = {"machine": machine_description(), "settings": vars(args) | {"model": str(args.model)}, **results}
+        report = {
+            "machine": machine,
+            "settings": vars(args) | {"model": str(args.model)},
+            **results,
+        }
         args.json.write_text(json.dumps(report, indent=2, default=str))
     if any(results[label]["errors"] for label in ways):
         sys.exit(1)

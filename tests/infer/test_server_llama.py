@@ -7,7 +7,6 @@ import json
 
 import httpx
 import pytest
-from server_harness import start_server
 
 from repolm.infer.prompt_builder import PromptBudget, PromptBuilder
 from repolm.infer.retrieval import ContextSnippet
@@ -16,13 +15,6 @@ from repolm.infer.sampling import SamplingParams
 PREFIX = "import os\n\n\ndef list_files(folder):\n"
 SUFFIX = "\n    return names\n"
 EXTRA = [{"filename": "pkg/util.py", "text": "def walk(folder):\n    return os.listdir(folder)\n"}]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    running = start_server(tiny_model_dir)
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

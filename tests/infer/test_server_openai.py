@@ -17,13 +17,6 @@ SUFFIX = "\n    return data\n"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    running = start_server(tiny_model_dir)
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def client(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
 

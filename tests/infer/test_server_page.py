@@ -29,13 +29,6 @@ EXTRA_TEXT = "def walk(folder):\n    return sorted(os.listdir(folder))\n"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    running = start_server(tiny_model_dir)
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
