@@ -30,13 +30,16 @@ STAGES = """\
 stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer -> eval
   data build        repositories -> filtered, dependency-ordered, deduplicated, decontaminated samples
   data tokenize     samples -> token shards, with fill-in-the-middle (PSM 50% by default)
+  data instructions source code -> instruction pairs (docstrings, tests, signatures), decontaminated
   pretrain          the one training loop: pretraining, long context (torchrun for DDP / FSDP2)
+  sft               instruction tuning with the same loop -> an instruct model folder
   export            a training checkpoint -> a Hugging Face model folder
   plot              loss and learning-rate curves of a run, as PNG
   tokenizer train   train a byte-level BPE with DeepSeek-Coder's special tokens
   model init        build a model from a preset and save it as a Hugging Face folder
   model info        describe a model folder
   generate          complete a prompt (streams the completion to stdout)
+  chat              a terminal chat with an instruct model (streamed, multi-turn)
   infill            fill in the middle between a prefix and a suffix (streams the middle)
   eval TASK         score a model, an OpenAI-compatible endpoint or a samples file on a benchmark (sandboxed)
   eval loss         bits per byte of a model on held-out code
@@ -295,6 +298,44 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     )
 
 
+# -----------------------------------------------------------------------------
+# instruction tuning and chat (repolm sft, repolm data instructions, repolm chat)
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from repolm.train.config import load_train_config, parse_overrides
+    from repolm.train.sft import run_sft
+
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    config = load_train_config(args.config, parse_overrides(args.overrides))
+    result, folder = run_sft(config, resume=args.resume, stop_at_step=args.stop_at_step, output=args.output)
+    print(
+        f"steps {result.steps}, answer-token loss {result.loss:.4f}"
+        + (f", val_loss {result.val_loss:.4f}" if result.val_loss is not None else "")
+        + f", {result.tokens_per_second:.0f} tokens/s; run folder {result.run_dir}"
+    )
+    if folder is not None:
+        print(f"instruct model folder {folder}")
+    elif result.steps < config.max_steps:
+        print(f"stopped at step {result.steps} of {config.max_steps}: continue with --resume")
+
+
+def _add_sft_parsers(commands, data_commands, common: argparse.ArgumentParser) -> None:
+    sft = commands.add_parser(
+        "sft",
+        help="instruction tuning: repolm sft --config configs/sft/P.yaml [--key=value ...]",
+        description="Fine-tune a model on instruction data (Alpaca-style or multi-turn JSONL) in DeepSeek-Coder's "
+        "instruct format, loss on the answers only, with the training loop of pretraining; then write an instruct "
+        "model folder.",
+        parents=[common],
+    )
+    sft.add_argument("--config", required=True, help="YAML training config (configs/sft/*.yaml)")
+    sft.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    sft.add_argument("--stop-at-step", type=int, help="stop after this step (checkpointed), as if killed")
+    sft.add_argument("--output", help="instruct model folder to write at the end (default RUN_DIR/model)")
+    sft.set_defaults(handler=cmd_sft)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from repolm.train.checkpoint import export_checkpoint
 
@@ -521,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_tokenize.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     data_tokenize.set_defaults(handler=cmd_data_tokenize)
 
+    _add_sft_parsers(commands, data_commands, common)
+
     pretrain = commands.add_parser(
         "pretrain",
         help="train (pretraining, long context): repolm pretrain --config C.yaml [--key=value ...]",
@@ -589,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # `repolm pretrain --config C --optimizer.lr=3e-4 ...`: the --key=value overrides of the training config
     args, unknown = parser.parse_known_args(argv)
-    if getattr(args, "handler", None) is cmd_pretrain:
+    if getattr(args, "handler", None) in (cmd_pretrain, cmd_sft):
         args.overrides = unknown
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -22,6 +22,7 @@ from repolm.tokenizer.special_tokens import (
     special_token_ids,
     total_vocab_size,
 )
+from repolm.tokenizer.chat_format import ChatFormat, RenderedConversation, instruct_tokenizer, user_turn
 from repolm.tokenizer.tokenizer import CodeTokenizer
 from repolm.tokenizer.train import train_tokenizer
 
@@ -43,9 +44,13 @@ __all__ = [
     "PAD_TOKEN",
     "SPECIAL_TOKENS",
     "USER_TOKEN",
+    "ChatFormat",
     "CodeTokenizer",
+    "RenderedConversation",
+    "instruct_tokenizer",
     "leftover_token_ids",
     "special_token_ids",
     "total_vocab_size",
     "train_tokenizer",
+    "user_turn",
 ]
