@@ -175,7 +175,7 @@ def _conversation_messages(value: Any) -> list[dict[str, str]]:
             if key not in message:
                 raise _Skip("missing-field", f'messages[{index}] has no "{key}"')
             if not isinstance(message[key], str):
-                raise _Skip("wrong-type", f'messages[{index}].{key} must be a string, got {_json_type(message[key])}')
+                raise _Skip("wrong-type", f"messages[{index}].{key} must be a string, got {_json_type(message[key])}")
         role = message["role"]
         if role not in _ROLES:
             raise _Skip("bad-turns", f"messages[{index}].role {role!r} is not one of {', '.join(_ROLES)}")

@@ -1,5 +1,6 @@
 """Tokenizer stage: DeepSeek-Coder-style byte-level BPE (training, HF folders, chat template, special tokens)."""
 
+from repolm.tokenizer.chat_format import ChatFormat, RenderedConversation, instruct_tokenizer, user_turn
 from repolm.tokenizer.special_tokens import (
     ASSISTANT_TOKEN,
     BOS_TOKEN,
@@ -22,7 +23,6 @@ from repolm.tokenizer.special_tokens import (
     special_token_ids,
     total_vocab_size,
 )
-from repolm.tokenizer.chat_format import ChatFormat, RenderedConversation, instruct_tokenizer, user_turn
 from repolm.tokenizer.tokenizer import CodeTokenizer
 from repolm.tokenizer.train import train_tokenizer
 

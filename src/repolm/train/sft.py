@@ -1,4 +1,4 @@
-"""Instruction tuning (DeepSeek-Coder-Instruct, paper section 3.7): instruction data as batches of the one training loop.
+"""Instruction tuning (DeepSeek-Coder-Instruct, paper section 3.7): instruction data as batches of the one loop.
 
 `repolm sft --config configs/sft/<preset>.yaml` runs `run_sft`: `repolm.train.loop.train` with `data.format:
 instructions` (whose batches come from here, `instruction_data` and `instruction_validation`), then the last
@@ -167,7 +167,8 @@ class InstructionData:
             raise RepolmError("no training conversations")
         lengths = conversations.lengths
         if int(lengths.max()) > sequence_length + 1:
-            raise RepolmError(f"a conversation has {int(lengths.max())} tokens, more than a row of {sequence_length + 1}")
+            longest = int(lengths.max())
+            raise RepolmError(f"a conversation has {longest} tokens, more than a row of {sequence_length + 1}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise RepolmError(f"rank {rank} is not in [0, world_size {world_size})")
         self.conversations = conversations
