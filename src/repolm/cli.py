@@ -104,10 +104,15 @@ def _write_stream(pieces) -> None:
         sys.stdout.write("\n")
 
 
-def _add_generation_options(parser: argparse.ArgumentParser) -> None:
+def _add_generation_options(parser: argparse.ArgumentParser, max_new_tokens: int = 256) -> None:
     parser.add_argument("--model", required=True, help="model folder (Hugging Face layout: config.json + weights)")
     parser.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens to generate (default 256)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=max_new_tokens,
+        help=f"most tokens to generate (default {max_new_tokens})",
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
@@ -320,7 +325,70 @@ def cmd_sft(args: argparse.Namespace) -> None:
         print(f"stopped at step {result.steps} of {config.max_steps}: continue with --resume")
 
 
+def cmd_data_instructions(args: argparse.Namespace) -> None:
+    from repolm.data.instruction_mining import KINDS, mine_instructions, summary_path
+
+    report = mine_instructions(
+        args.input,
+        args.output,
+        benchmarks=args.benchmarks,
+        decontaminate=not args.no_decontamination,
+        kinds=tuple(args.kind or KINDS),
+    )
+    print(report.table())
+    print(f"wrote {report.kept:,} pairs to {args.output} (summary: {summary_path(args.output)})")
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    from repolm.infer.chat import ChatSession, run_terminal_chat
+
+    if args.max_seq_len < 2:
+        raise RepolmError(f"--max-seq-len must be >= 2, got {args.max_seq_len}")
+    params = _sampling_params(args)
+    generator = _load_generator(args)
+    session = ChatSession(generator, params, system=args.system, max_seq_len=args.max_seq_len)
+    if sys.stdin.isatty():
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+    run_terminal_chat(session, banner=f"repolm chat: {args.model}")
+
+
 def _add_sft_parsers(commands, data_commands, common: argparse.ArgumentParser) -> None:
+    chat = commands.add_parser(
+        "chat",
+        help="chat with an instruct model in the terminal (streamed, multi-turn)",
+        description="A terminal chat with an instruct model folder, through its chat template (DeepSeek-Coder's "
+        "instruct template when it has none). /reset starts a new conversation; /exit or Ctrl-D ends it; a line "
+        "ending with \\ continues on the next line.",
+        parents=[common],
+    )
+    _add_generation_options(chat, max_new_tokens=512)  # DeepSeek-Coder's instruct default (its README, 4.3)
+    chat.add_argument("--system", help="system message (default: the chat template's)")
+    chat.add_argument("--max-seq-len", type=int, default=4096, help="prompt + answer tokens (default 4096)")
+    chat.set_defaults(handler=cmd_chat)
+
+    instructions = data_commands.add_parser(
+        "instructions",
+        help="mine instruction pairs from source code (docstrings, doc comments, doctests)",
+        description="Mine instruction pairs from a `repolm data build` output or source folders: docstring -> "
+        "function, function -> docstring, signature + documentation -> body, doctests -> implementation; in Python, "
+        "Java, C, C++, C#, JavaScript, TypeScript, Go, Rust, PHP and Ruby; deduplicated and decontaminated against "
+        "the benchmarks; counted per kind in FILE's summary.",
+        parents=[common],
+    )
+    instructions.add_argument(
+        "--input", action="append", required=True, help="a data build folder, a source folder or file (repeatable)"
+    )
+    instructions.add_argument("--output", required=True, help="instruction JSONL file to write")
+    instructions.add_argument("--kind", action="append", help="only this kind (repeatable; default: all)")
+    instructions.add_argument(
+        "--benchmarks", help="benchmark folder (default $REPOLM_BENCHMARKS, ../shared/benchmarks)"
+    )
+    instructions.add_argument("--no-decontamination", action="store_true", help="keep pairs that quote benchmarks")
+    instructions.set_defaults(handler=cmd_data_instructions)
+
     sft = commands.add_parser(
         "sft",
         help="instruction tuning: repolm sft --config configs/sft/P.yaml [--key=value ...]",
