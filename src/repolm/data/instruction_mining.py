@@ -17,11 +17,12 @@ Java, C, C++, C#, JavaScript, TypeScript, Go, Rust, PHP and Ruby with tree-sitte
 Each kind has a few phrasings; a function gets the one picked by a hash of its code, so the output is stable.
 
 Deduplication: exact, on (kind, instruction, output) with whitespace runs collapsed; the first pair in input order
-stays (copies of one function in several files give one pair per kind). Decontamination: each pair's instruction and
-output are screened together by the data pipeline's `repolm.data.decontamination.BenchmarkIndex` (10-grams of
-benchmark prompts and solutions, exact 3..9-word strings; `--benchmarks`, else $REPOLM_BENCHMARKS or
-../shared/benchmarks); a pair with
-a hit is dropped and counted under the benchmark.
+stays (copies of one function in several files give one pair per kind). Decontamination: each function as written
+(documentation included) and each pair's instruction and output are screened by the data pipeline's
+`repolm.data.decontamination.BenchmarkIndex` (10-grams of benchmark prompts and solutions, exact 3..9-word strings;
+`--benchmarks`, else $REPOLM_BENCHMARKS or ../shared/benchmarks); a pair with a hit is dropped and counted under the
+benchmark. Screening the whole function matters: a doctest pair leaves out the docstring, and a HumanEval problem's
+examples and short solution alone are too generic for the index's boilerplate rules.
 
 Output: FILE in the instruction JSONL format (`repolm.data.instruction_records`: id, kind, language, source,
 instruction, output), written atomically, and `<FILE stem>.summary.json` (files read and skipped per reason,
@@ -345,6 +346,9 @@ def mine_instructions(
         for function in functions:
             report.functions += 1
             report.functions_by_language[function.language] += 1
+            # the whole function as written is screened too: a pair can leave out the part that quotes a benchmark
+            # (a doctest pair drops the docstring whose text is a HumanEval prompt)
+            function_hit = index.find_contamination(function.code) if index is not None else None
             for kind, instruction, answer in pairs_of(function):
                 if kind not in kinds:
                     continue
@@ -355,7 +359,7 @@ def mine_instructions(
                     continue
                 seen.add(key)
                 if index is not None:
-                    found = index.find_contamination(instruction + "\n" + answer)
+                    found = function_hit or index.find_contamination(instruction + "\n" + answer)
                     if found is not None:
                         report.contaminated[found.benchmark] += 1
                         logger.debug("dropped a %s pair of %s: %s %s", kind, source.source, found.item_id, found.ngram)

@@ -25,6 +25,7 @@ Writing (`write_instructions`) is atomic: the file appears whole or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -285,3 +286,13 @@ def write_instructions(path: str | Path, samples: Iterable[InstructionSample | M
         temporary.unlink(missing_ok=True)
         raise
     return count
+
+
+def held_out(messages: list[dict[str, str]], share: float) -> bool:
+    """Whether a conversation belongs to the held-out share (SFT's validation, the instruct format measurement):
+    the first 8 bytes of the SHA-256 of its messages (JSON, sorted keys), read as a fraction of 2**64, are below
+    `share`. It depends on the conversation's content only."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share

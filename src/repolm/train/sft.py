@@ -9,9 +9,10 @@ counted per reason) and rendered by `repolm.tokenizer.ChatFormat` with the token
 instruct template when it has none): ids, and a loss mask that is True on the answers' tokens only (each answer
 ending with `<|EOT|>`). A conversation longer than a window (`sequence_length + 1` tokens) is skipped as "too-long",
 never cut: a cut answer would teach the model to stop without `<|EOT|>`. With `data.validation_share` s, the
-conversations whose content hash (`held_out`) falls below s are held out for the validation loss; the split depends
-on each conversation's content only, not on the order or on the other records. `data.validation_folder` names a
-separate held-out file instead. What was kept and skipped is written to `<run_dir>/sft_data.json`.
+conversations whose content hash falls below s (`repolm.data.instruction_records.held_out`) are held out for the
+validation loss; the split depends on each conversation's content only, not on the order or on the other records.
+`data.validation_folder` names a separate held-out file instead. What was kept and skipped is written to
+`<run_dir>/sft_data.json`.
 
 Packing. Each epoch the training conversations are shuffled (PCG64 seeded with (seed, epoch)) and packed greedily in
 that order into rows of `sequence_length + 1` tokens: a conversation goes into the current row when it fits, else it
@@ -31,7 +32,6 @@ Cost: every conversation's ids and mask stay in memory (5 bytes per token); toke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repolm.data.instruction_records import InstructionSample, SkipReport, iter_instructions
+from repolm.data.instruction_records import InstructionSample, SkipReport, held_out, iter_instructions
 from repolm.errors import RepolmError
 from repolm.model.llama import IGNORE_INDEX
 from repolm.tokenizer import ChatFormat, CodeTokenizer
@@ -55,15 +55,6 @@ logger = logging.getLogger(__name__)
 STATE_FORMAT = "repolm-sft-data/1"
 DATA_REPORT_FILE = "sft_data.json"
 _EPOCHS_CACHED = 2
-
-
-def held_out(messages: list[dict[str, str]], share: float) -> bool:
-    """Whether a conversation belongs to the held-out share: the first 8 bytes of the SHA-256 of its messages (JSON,
-    sorted keys), read as a fraction of 2**64, are below `share`."""
-    if share <= 0:
-        return False
-    digest = hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 @dataclass
