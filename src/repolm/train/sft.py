@@ -45,7 +45,7 @@ from repolm.data.instruction_records import InstructionSample, SkipReport, held_
 from repolm.errors import RepolmError
 from repolm.model.llama import IGNORE_INDEX
 from repolm.tokenizer import ChatFormat, CodeTokenizer
-from repolm.train.config import RunPlan, TrainConfig
+from repolm.train.config import RunPlan, TrainConfig, prepare_run
 from repolm.train.data import Batch
 from repolm.train.loop import TrainResult, train
 from repolm.train.parallelize import DistributedInfo
@@ -274,10 +274,11 @@ def prepare_instructions(config: TrainConfig, plan: RunPlan) -> _Prepared:
     training = [sample for sample in samples if not held_out(sample.messages, data.validation_share)]
     held = [sample for sample in samples if held_out(sample.messages, data.validation_share)]
     train_conversations = tokenize_conversations(training, chat_format, max_tokens, report)
-    validation_report = SkipReport()
+    validation_report = SkipReport()  # of a separate validation file
     if data.validation_folder is not None:
         held = list(iter_instructions(data.validation_folder, validation_report))
-    validation_conversations = tokenize_conversations(held, chat_format, max_tokens, validation_report)
+    held_report = validation_report if data.validation_folder is not None else report
+    validation_conversations = tokenize_conversations(held, chat_format, max_tokens, held_report)
     if not len(train_conversations):
         raise RepolmError(f"data.folder: {data.folder}: no usable instruction record ({report.summary()})")
     logger.info("instructions %s: %s", data.folder, report.summary())
@@ -356,6 +357,7 @@ def run_sft(
 
     if config.data.format != "instructions":
         raise RepolmError(f"data.format: SFT trains on instructions, got {config.data.format!r}")
+    prepare_instructions(config, prepare_run(config))  # bad data fails here, before a model is built
     result = train(config, resume=resume, stop_at_step=stop_at_step)
     if result.steps < config.max_steps or int(os.environ.get("RANK", "0")) != 0:
         return result, None
