@@ -235,3 +235,39 @@ def test_config_checks(tmp_path: Path, tiny_model_dir: Path) -> None:
         load_train_config(config, {**base, "data.validation_share": 0.0})
     loaded = load_train_config(config, base)
     assert loaded.data.document_masking  # always on for instructions
+
+
+def test_sft_starts_from_a_hugging_face_folder_written_by_transformers(
+    tmp_path: Path, saved_small_tokenizer: Path, small_tokenizer: CodeTokenizer
+) -> None:
+    """A base folder as DeepSeek-Coder ships it (written by transformers, no chat template) tunes into an instruct
+    folder that transformers loads and renders with the template it was tuned with."""
+    transformers = pytest.importorskip("transformers")
+    base = tmp_path / "base"
+    their_tokenizer = transformers.AutoTokenizer.from_pretrained(saved_small_tokenizer)
+    their_tokenizer.chat_template = None
+    their_tokenizer.save_pretrained(base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    config = transformers.LlamaConfig(
+        vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=small_tokenizer.bos_id,
+        eos_token_id=small_tokenizer.eos_id, tie_word_embeddings=False,
+    )  # fmt: skip
+    transformers.LlamaForCausalLM(config).save_pretrained(base)
+    assert CodeTokenizer.load(base).chat_template is None
+    data = write_instructions(tmp_path / "d.jsonl", 20)
+    overrides = {
+        **sft_overrides(tmp_path, base, data, "run", steps=3),
+        "eval.every_steps": 0,
+        "data.validation_share": 0,
+        "schedule.warmup_steps": 1,
+    }
+    result, folder = run_sft(load_train_config(REPOSITORY / "configs/sft/tiny.yaml", overrides))
+    assert result.steps == 3
+    tuned = transformers.AutoTokenizer.from_pretrained(folder)
+    messages = [{"role": "user", "content": "hi"}]
+    assert tuned.eos_token == EOT_TOKEN
+    assert tuned.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == ChatFormat(
+        CodeTokenizer.load(folder)
+    ).prompt_text(messages)
+    assert transformers.AutoModelForCausalLM.from_pretrained(folder).config.eos_token_id == small_tokenizer.eot_id
