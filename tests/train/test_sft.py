@@ -271,3 +271,15 @@ def test_sft_starts_from_a_hugging_face_folder_written_by_transformers(
         CodeTokenizer.load(folder)
     ).prompt_text(messages)
     assert transformers.AutoModelForCausalLM.from_pretrained(folder).config.eos_token_id == small_tokenizer.eot_id
+
+
+def test_sft_starts_from_a_training_run_folder(sft_run, tiny_model_dir: Path) -> None:
+    """A run folder (its latest checkpoint) as the starting point: the tokenizer is found through its run config."""
+    tmp_path, data, result, _ = sft_run
+    overrides = {**sft_overrides(tmp_path, result.run_dir, data, "chained", steps=2), "schedule.warmup_steps": 1}
+    overrides["eval.every_steps"] = 0
+    config = load_train_config(REPOSITORY / "configs/sft/tiny.yaml", overrides)
+    chained, folder = run_sft(config)
+    assert chained.steps == 2 and folder is not None
+    assert CodeTokenizer.load(folder).encode("x = 1") == CodeTokenizer.load(tiny_model_dir).encode("x = 1")
+    assert CodeTokenizer.load(folder).eos_token == EOT_TOKEN

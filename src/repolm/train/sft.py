@@ -32,6 +32,7 @@ Cost: every conversation's ids and mask stay in memory (5 bytes per token); toke
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -357,9 +358,13 @@ def run_sft(
 
     if config.data.format != "instructions":
         raise RepolmError(f"data.format: SFT trains on instructions, got {config.data.format!r}")
-    prepare_instructions(config, prepare_run(config))  # bad data fails here, before a model is built
+    plan = prepare_run(config)
+    prepare_instructions(config, plan)  # bad data fails here, before a model is built
+    if config.tokenizer is None and plan.tokenizer_dir is not None:
+        # recorded in the run config, so exports and runs that start from this one find it
+        config = dataclasses.replace(config, tokenizer=str(plan.tokenizer_dir))
     result = train(config, resume=resume, stop_at_step=stop_at_step)
     if result.steps < config.max_steps or int(os.environ.get("RANK", "0")) != 0:
         return result, None
-    folder = export_checkpoint(config.checkpoint_folder, output or Path(config.run_dir) / "model")
-    return result, folder
+    output = output or Path(config.run_dir) / "model"
+    return result, export_checkpoint(config.checkpoint_folder, output, tokenizer_dir=plan.tokenizer_dir)
