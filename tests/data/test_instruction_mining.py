@@ -333,3 +333,11 @@ def test_the_command(corpus: Path, tmp_path: Path) -> None:
     assert "| Python | 2 | 2 | 2 | 1 | 7 |" in done.stdout and "wrote 37 pairs" in done.stdout
     failed = subprocess.run([*command, str(tmp_path), "--no-decontamination"], capture_output=True, text=True)
     assert failed.returncode == 2 and failed.stderr.startswith("error: --output") and "Traceback" not in failed.stderr
+
+
+def test_tag_only_documentation_is_no_documentation() -> None:
+    tags = "/**\n * @param {string} key\n * @param {number} index\n */\n"
+    tags += "function f(key, index) {\n  const a = key;\n  return a;\n}\n"
+    assert documented_functions(tags, "JavaScript") == []
+    brief = tags.replace(" * @param {string} key", " * @brief Look the key up in the index table.")
+    assert [function.name for function in documented_functions(brief, "JavaScript")] == ["f"]

@@ -10,11 +10,12 @@ wrote for it, with the parts the instruction kinds need (`DocumentedFunction`):
   between; the comment markers (`/**`, `*`, `*/`, `///`, `//`, `#`) are removed from the documentation text.
 
 Kept only when they can be paired reliably (`ExtractionLimits`): documentation of at least `min_doc_words` words
-that is not a licence header, a `{@inheritDoc}`, a TODO or commented-out code; a body of `min_body_lines` to
-`max_lines` lines that is not a stub (`pass`, `...`, `raise NotImplementedError`, `{}`); at most `max_chars`
-characters; no dunder methods other than `__init__`, no test functions (`test*`). A Python file that does not parse
-is skipped (`ParseFailure`); with tree-sitter, a function whose subtree holds a syntax error is skipped. Code is
-dedented (a method keeps its own indentation relative to its `def`).
+of prose (tag lines such as `@param x` or `:param x:` not counted) that is not a licence header, a `{@inheritDoc}`,
+a TODO or commented-out code; a body of `min_body_lines` to `max_lines` lines that is not a stub (`pass`, `...`,
+`raise NotImplementedError`, `{}`); at most `max_chars` characters; no dunder methods other than `__init__`, no test
+functions (`test*`). A Python file that does not parse is skipped (`ParseFailure`); with tree-sitter, a function
+whose subtree holds a syntax error is skipped. Code is dedented (a method keeps its own indentation relative to its
+`def`). The language is the table's (`repolm.data.languages`): a C++ header named `.h` is mined as C.
 
 Not handled here: turning functions into instruction pairs, deduplication and decontamination
 (`repolm.data.instruction_mining`).
@@ -115,8 +116,18 @@ class ParseFailure(Exception):
     """The file does not parse (counted, never raised to the user)."""
 
 
+def _prose(doc: str) -> str:
+    """The documentation without its tag lines (`@param x ...`, `:param x:`), `@brief` kept as prose."""
+    lines = []
+    for line in doc.splitlines():
+        stripped = re.sub(r"^\s*[@\\](brief|summary|details)\b", "", line)
+        if not re.match(r"\s*([@\\]\w+|:\w+[^:]*:)", stripped):
+            lines.append(stripped)
+    return "\n".join(lines)
+
+
 def _doc_ok(doc: str, limits: ExtractionLimits) -> bool:
-    if len(_WORD.findall(doc)) < limits.min_doc_words or len(doc) > limits.max_doc_chars:
+    if len(_WORD.findall(_prose(doc))) < limits.min_doc_words or len(doc) > limits.max_doc_chars:
         return False
     if _NOT_DOCUMENTATION.match(doc):
         return False
