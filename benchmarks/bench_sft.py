@@ -8,8 +8,8 @@ end with <|EOT|> before and after tuning (the README's figures). The held-out in
 Every step is a `repolm` command (data instructions, tokenizer train, data build, data tokenize, pretrain, export,
 sft) run as a subprocess; a step whose output exists is skipped, so a killed run continues where it stopped (the
 training steps resume from their checkpoints). The results go to `<output>/results.json`: the mining summary, the
-SFT data report, the first and last answer-only losses and validation losses, and the end-of-turn shares of the base
-and the tuned model on the held-out instructions (`data.validation_share` of the SFT config, by content hash).
+SFT data report, the first and last answer-only losses and validation losses, and, for the base and the tuned model,
+the answer-only loss and the end-of-turn share on the held-out instructions.
 """
 
 from __future__ import annotations
@@ -66,6 +66,26 @@ def losses(run_dir: Path) -> dict:
         "last_loss": mean([record["loss"] for record in train[-3:]]),
         "val_loss": {record["step"]: record["val_loss"] for record in validation},
     }
+
+
+def answer_loss(folder: Path, samples: list) -> float:
+    """The model's mean loss over the answer tokens of the conversations (one at a time, no padding)."""
+    import torch
+
+    from repolm.hf_folder import load_pretrained
+
+    model = load_pretrained(folder).eval()
+    chat_format = ChatFormat(CodeTokenizer.load(folder))
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for sample in samples:
+            rendered = chat_format.conversation(sample.messages)
+            ids = torch.tensor([rendered.ids])
+            mask = torch.tensor([rendered.loss_mask[1:]])
+            targets = torch.where(mask, ids[:, 1:], torch.full_like(ids[:, 1:], -100))
+            total += float(model(ids[:, :-1], targets=targets))
+            count += int(mask.sum())
+    return total / count
 
 
 def main() -> None:
@@ -139,6 +159,7 @@ def main() -> None:
     for name in ("base", "instruct"):
         started = time.perf_counter()
         result = end_of_turn_share(out / name, held, max_new_tokens=args.max_new_tokens)
+        results[f"{name}_answer_loss"] = answer_loss(out / name, held)
         results[f"{name}_format"] = {
             "answers": result.answers,
             "ended_with_eot": result.ended_with_eot,
@@ -149,7 +170,10 @@ def main() -> None:
             "examples": result.examples,
             "seconds": round(time.perf_counter() - started, 1),
         }
-        print(f"{name}: {result.ended_with_eot}/{result.answers} answers end with <|EOT|> ({100 * result.share:.1f}%)")
+        print(
+            f"{name}: {result.ended_with_eot}/{result.answers} answers end with <|EOT|> ({100 * result.share:.1f}%), "
+            f"answer loss {results[name + '_answer_loss']:.4f}"
+        )
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({key: value for key, value in results.items() if key not in ("mining", "sft_data")}, indent=1))
 

@@ -44,6 +44,7 @@ import torch
 
 from repolm.data.instruction_records import InstructionSample, SkipReport, held_out, iter_instructions
 from repolm.errors import RepolmError
+from repolm.folder_writer import write_file_atomically
 from repolm.model.llama import IGNORE_INDEX
 from repolm.tokenizer import ChatFormat, CodeTokenizer
 from repolm.train.config import RunPlan, TrainConfig, prepare_run
@@ -232,7 +233,9 @@ class InstructionData:
         self.global_rows = int(state["global_rows"])
 
 
-def validation_rows(conversations: Conversations, sequence_length: int, micro_batch_size: int, max_batches: int):
+def validation_rows(
+    conversations: Conversations, sequence_length: int, micro_batch_size: int, max_batches: int
+) -> list[list[list[int]]]:
     """Batches of the held-out conversations in their order, packed like training rows (at most `max_batches`)."""
     rows = pack_rows(conversations.lengths, np.arange(len(conversations)), sequence_length + 1)
     rows = rows[: max_batches * micro_batch_size]
@@ -248,12 +251,15 @@ class _Prepared:
     train: Conversations
     validation: Conversations
     pad_id: int
+    report: SkipReport
+    validation_report: SkipReport
 
 
 _PREPARED: dict[tuple, _Prepared] = {}  # one tokenization per run, shared by the data and the validation hooks
 
 
 def load_tokenizer(plan: RunPlan) -> CodeTokenizer:
+    """The run's tokenizer (the one the instructions are rendered with)."""
     if plan.tokenizer_dir is None:
         raise RepolmError("tokenizer: not set (the tokenizer of the model, to tokenize the instructions)")
     return CodeTokenizer.load(plan.tokenizer_dir)
@@ -264,6 +270,7 @@ def prepare_instructions(config: TrainConfig, plan: RunPlan) -> _Prepared:
     data = config.data
     key = (data.folder, data.validation_folder, data.validation_share, str(plan.tokenizer_dir), data.sequence_length)
     if key in _PREPARED:
+        _write_data_report(config, _PREPARED[key])
         return _PREPARED[key]
     tokenizer = load_tokenizer(plan)
     chat_format = ChatFormat(tokenizer)
@@ -286,15 +293,20 @@ def prepare_instructions(config: TrainConfig, plan: RunPlan) -> _Prepared:
     if validation_report.lines:
         logger.info("validation instructions %s: %s", data.validation_folder, validation_report.summary())
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else tokenizer.eos_id
-    prepared = _Prepared(train_conversations, validation_conversations, int(pad_id or 0))
+    prepared = _Prepared(train_conversations, validation_conversations, int(pad_id or 0), report, validation_report)
     _PREPARED.clear()
     _PREPARED[key] = prepared
-    if int(os.environ.get("RANK", "0")) == 0:
-        _write_data_report(config, report, validation_report, prepared)
+    _write_data_report(config, prepared)
     return prepared
 
 
-def _write_data_report(config: TrainConfig, report: SkipReport, validation: SkipReport, prepared: _Prepared) -> None:
+def _write_data_report(config: TrainConfig, prepared: _Prepared) -> None:
+    """`<run_dir>/sft_data.json` (rank 0): records kept and skipped per reason, conversations and tokens."""
+    path = Path(config.run_dir) / DATA_REPORT_FILE
+    if int(os.environ.get("RANK", "0")) != 0 or path.is_file():
+        return
+    report, validation = prepared.report, prepared.validation_report
+
     def figures(conversations: Conversations) -> dict:
         return {
             "conversations": len(conversations),
@@ -309,11 +321,8 @@ def _write_data_report(config: TrainConfig, report: SkipReport, validation: Skip
         "train": figures(prepared.train),
         "validation": figures(prepared.validation),
     }
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from repolm.folder_writer import write_file_atomically
-
-    write_file_atomically(run_dir / DATA_REPORT_FILE, json.dumps(content, indent=1) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(path, json.dumps(content, indent=1) + "\n")
 
 
 def instruction_data(config: TrainConfig, plan: RunPlan, info: DistributedInfo) -> InstructionData:
