@@ -6,6 +6,8 @@
 #   python  (the venv's interpreter)     cpp  g++            java  default-jdk-headless + libjavatuples-java
 #   js      nodejs                       ts   npm typescript  php   php-cli
 #   sh      bash                         go   golang-go       rs    rustc            cs   mono-mcs (+ mono runtime)
+# and Chromium (Debian's chromium), in which tests/infer/test_server_page.py drives the server's page through
+# Playwright (never `playwright install`); without it that test is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,7 @@ need go golang-go
 need rustc rustc
 need mcs mono-mcs
 need mono mono-runtime
+need chromium chromium
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -188,6 +188,12 @@ BAD_INPUT = {
         "infill --model {model} --file {tmp}/three_lines.py --line 2 --col 7",
         ["--col 7", "line 2"],
     ),
+    "serve-missing-repo": ("serve --model {model} --repo {tmp}/absent-repo", ["--repo {tmp}/absent-repo", "no such"]),
+    "serve-missing-model": ("serve --model {missing} --port 0", ["--model {missing}", "no such folder"]),
+    "serve-gpt2-config": ("serve --model {gpt2} --port 0", ["{gpt2}/config.json", "GPT2LMHeadModel"]),
+    "serve-bad-port": ("serve --model {model} --port 70000", ["--port 70000"]),
+    "serve-zero-batch": ("serve --model {model} --port 0 --max-batch-size 0", ["--max-batch-size", ">= 1"]),
+    "serve-zero-n": ("serve --model {model} --port 0 --max-n 0", ["--max-n", ">= 1"]),
 }
 
 
@@ -229,3 +235,64 @@ def test_usage_errors_exit_2_without_traceback(tiny_model_dir: Path) -> None:
         assert result.returncode == 2
         assert result.stdout == b""
         assert b"usage: repolm" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_serve_on_a_busy_port_is_one_error_line(tiny_model_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("serve", "--model", tiny_model_dir, "--port", port)
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    assert result.returncode == 2, stderr
+    assert stderr.strip() == f"error: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    assert result.stdout == b""
+
+
+def test_complete_retrieves_cross_file_context_and_shows_the_prompt(
+    tiny_model_dir: Path, tiny_generator: TextGenerator, tmp_path: Path
+) -> None:
+    """`repolm complete` at a cursor in a real repository folder: the helper that the file imports is in the prompt
+    (shown with --show-prompt), the file is headed by its path, and the completion is that prompt's completion."""
+    from repolm.infer.prompt_builder import PromptBudget, PromptBuilder
+    from repolm.infer.retrieval import RepositoryRetriever
+
+    repo = tmp_path / "repo"
+    (repo / "shapes").mkdir(parents=True)
+    (repo / "shapes" / "__init__.py").write_text("")
+    (repo / "shapes" / "geometry.py").write_text(
+        "def rectangle_area(width, height):\n    return width * height\n\n\n"
+        "def circle_area(radius):\n    return 3.14159 * radius * radius\n"
+    )
+    (repo / "shapes" / "noise.py").write_text("def unrelated():\n    return 'nothing about shapes'\n")
+    main = repo / "shapes" / "report.py"
+    main.write_text("from shapes.geometry import rectangle_area\n\n\ndef floor_size(room):\n    return \n")
+    options = ["--repo", repo, "--line", 5, "--col", 12, "--max-new-tokens", 16, "--model", tiny_model_dir]
+    shown, relative = run_many(
+        ["complete", "--file", main, "--show-prompt", *options],
+        ["complete", "--file", "shapes/report.py", *options],
+    )
+    assert shown.returncode == 0, shown.stderr.decode()
+    prompt_text = shown.stderr.decode("utf-8")
+    assert "context: shapes/geometry.py:1 (import)" in prompt_text
+    assert "# def rectangle_area(width, height):" in prompt_text and "# shapes/report.py\n" in prompt_text
+
+    tokenizer = tiny_generator.tokenizer
+    text = main.read_text()
+    prefix, suffix = text[: text.index("return ") + 7], text[text.index("return ") + 7 :]
+    snippets = RepositoryRetriever(repo).retrieve("shapes/report.py", prefix, suffix)
+    builder = PromptBuilder(tokenizer, literal_special_tokens=True)
+    prompt = builder.completion(
+        prefix, suffix, budget=PromptBudget(2048 - 16), context=snippets, path="shapes/report.py"
+    )
+    expected = tiny_generator.generate_ids([prompt.ids], SamplingParams(max_new_tokens=16))[0]
+    assert shown.stdout.decode() == expected == stdout_of(relative)
+
+    outside, bad_line = run_many(
+        ["complete", "--file", tmp_path / "elsewhere.py", *options],
+        ["complete", "--file", main, *options[:2], "--line", 99, "--col", 1, "--model", tiny_model_dir],
+    )
+    assert outside.returncode == 2 and b"is not inside --repo" in outside.stderr
+    assert bad_line.returncode == 2 and b"--line 99 is outside the file" in bad_line.stderr

@@ -41,6 +41,8 @@ stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer
   generate          complete a prompt (streams the completion to stdout)
   chat              a terminal chat with an instruct model (streamed, multi-turn)
   infill            fill in the middle between a prefix and a suffix (streams the middle)
+  serve             an HTTP server: OpenAI and llama.cpp APIs, cross-file context from --repo, a page at /
+  complete          complete at a cursor in a repository's file, with retrieved cross-file context
   eval TASK         score a model, an OpenAI-compatible endpoint or a samples file on a benchmark (sandboxed)
   eval loss         bits per byte of a model on held-out code
 """
@@ -209,6 +211,46 @@ def cmd_generate(args: argparse.Namespace) -> None:
     _write_stream(pieces)
 
 
+def cmd_complete(args: argparse.Namespace) -> None:
+    """The completion at a cursor in a repository's file, with cross-file context retrieved from the repository."""
+    from repolm.infer.prompts import split_at_cursor
+
+    repo = Path(args.repo)
+    if not repo.is_dir():
+        raise RepolmError(f"--repo {args.repo}: no such folder")
+    file = Path(args.file)
+    if not file.is_absolute() and not file.exists() and (repo / file).exists():
+        file = repo / file  # --file given relative to the repository
+    try:
+        path = file.resolve().relative_to(repo.resolve()).as_posix()
+    except ValueError:
+        raise RepolmError(f"--file {args.file} is not inside --repo {args.repo}") from None
+    prefix, suffix = split_at_cursor(_read_text(str(file), "--file"), args.line, args.col)
+    if args.max_seq_len <= args.max_new_tokens:
+        raise RepolmError(f"--max-seq-len {args.max_seq_len} leaves no room for a prompt of --max-new-tokens")
+    params = _sampling_params(args)
+
+    from repolm.infer.prompt_builder import PromptBudget, PromptBuilder
+    from repolm.infer.retrieval import RepositoryRetriever, RetrievalConfig
+
+    snippets = []
+    if args.top_k_snippets > 0:
+        retriever = RepositoryRetriever(repo, RetrievalConfig(top_k=args.top_k_snippets))
+        snippets = retriever.retrieve(path, prefix, suffix)
+    generator = _load_generator(args)
+    builder = PromptBuilder(generator.tokenizer, fim_mode=args.mode, literal_special_tokens=True)
+    budget = PromptBudget(args.max_seq_len - args.max_new_tokens, context_share=args.context_share)
+    prompt = builder.completion(prefix, suffix, budget=budget, context=snippets, path=path)
+    if args.show_prompt:
+        rule = "-" * 20
+        print(f"{rule} prompt: {len(prompt.ids)} tokens ({prompt.kind}), cut {prompt.cut}", file=sys.stderr)
+        for snippet in prompt.context:
+            print(f"{rule} context: {snippet.path}:{snippet.start_line} ({snippet.source})", file=sys.stderr)
+        print(prompt.text, file=sys.stderr)
+        print(f"{rule} completion", file=sys.stderr, flush=True)
+    _write_stream(delta.text for delta in generator.stream_ids([prompt.ids], params, args.stop or ()))
+
+
 def cmd_infill(args: argparse.Namespace) -> None:
     from repolm.infer.prompts import split_at_cursor
 
@@ -225,6 +267,60 @@ def cmd_infill(args: argparse.Namespace) -> None:
     params = _sampling_params(args)
     generator = _load_generator(args)
     _write_stream(generator.infill(prefix, suffix, params, mode=args.mode, stop_strings=args.stop or ()))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import os
+
+    from repolm.infer.batching import BatcherConfig
+    from repolm.infer.server import ServerConfig, listening_socket, load_state, run_server
+
+    if not 0 <= args.port <= 65535:
+        raise RepolmError(f"--port {args.port} is not a port number (0-65535; 0 picks a free one)")
+    if args.repo is not None and not Path(args.repo).is_dir():
+        raise RepolmError(f"--repo {args.repo}: no such folder")
+    if not Path(args.model).is_dir():
+        raise RepolmError(f"--model {args.model}: no such folder")
+    api_key = args.api_key if args.api_key is not None else os.environ.get("REPOLM_API_KEY") or None
+    if args.api_key is not None and not args.api_key:
+        raise RepolmError("--api-key must not be empty")
+    model_name = args.model_name or Path(args.model).resolve().name
+    try:
+        config = ServerConfig(model_name=model_name, api_key=api_key, max_n=args.max_n)
+        batcher_config = BatcherConfig(
+            max_batch_size=args.max_batch_size,
+            max_waiting=args.max_waiting,
+            max_seq_len=args.max_seq_len,
+            compile=args.compile,
+            admission=args.batching,
+        )
+    except RepolmError as error:  # "max_batch_size must be >= 1" -> "--max-batch-size must be ..."
+        message = str(error)
+        field = message.split(" ", 1)[0]
+        raise RepolmError("--" + field.replace("_", "-") + message[len(field) :]) from None
+    sock = listening_socket(args.host, args.port)  # before loading the model: a busy port fails at once
+    try:
+        state = load_state(
+            args.model,
+            config=config,
+            batcher_config=batcher_config,
+            repo=args.repo,
+            tokenizer_dir=args.tokenizer,
+            device=args.device,
+            dtype=args.dtype,
+            options=("--device", "--dtype"),
+        )
+        host, port = sock.getsockname()[:2]
+        shown_host = f"[{host}]" if ":" in host else host
+        print(
+            f"repolm serve: http://{shown_host}:{port}/ (model {model_name!r}, context window {state.max_seq_len} "
+            f"tokens, batch {batcher_config.max_batch_size}{', API key required' if api_key else ''}"
+            f"{', repository ' + str(args.repo) if args.repo else ''})",
+            flush=True,
+        )
+        run_server(state, sock, log_level="info" if args.verbose else "warning", access_log=args.verbose)
+    finally:
+        sock.close()
 
 
 # -----------------------------------------------------------------------------
@@ -682,6 +778,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_options(generate)
     generate.set_defaults(handler=cmd_generate)
 
+    complete = commands.add_parser(
+        "complete",
+        help="complete at a cursor in a repository's file, with cross-file context from the repository (FIM)",
+        parents=[common],
+    )
+    complete.add_argument("--repo", required=True, help="the repository folder (indexed for cross-file context)")
+    complete.add_argument("--file", required=True, help="the file, inside --repo (or relative to it)")
+    complete.add_argument("--line", type=int, required=True, help="1-based line of the cursor")
+    complete.add_argument("--col", type=int, required=True, help="1-based column of the cursor")
+    complete.add_argument("--show-prompt", action="store_true", help="print the exact prompt (and its context) first")
+    complete.add_argument(
+        "--top-k-snippets", type=int, default=5, help="cross-file snippets retrieved (default 5; 0 = none)"
+    )
+    complete.add_argument(
+        "--context-share", type=float, default=0.25, help="most of the prompt budget for context (default 0.25)"
+    )
+    complete.add_argument("--max-seq-len", type=int, default=2048, help="prompt + new tokens, at most (default 2048)")
+    complete.add_argument("--mode", choices=["psm", "spm"], default="psm", help="FIM layout (default psm)")
+    _add_generation_options(complete)
+    complete.set_defaults(handler=cmd_complete)
+
     infill = commands.add_parser("infill", help="fill in the middle; prints only the middle", parents=[common])
     infill.add_argument("--prefix", help="text before the hole")
     infill.add_argument("--suffix", help="text after the hole")
@@ -691,6 +808,44 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--mode", choices=["psm", "spm"], default="psm", help="FIM layout (default psm)")
     _add_generation_options(infill)
     infill.set_defaults(handler=cmd_infill)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over HTTP: OpenAI /v1/completions (suffix = FIM) and /v1/chat/completions, llama.cpp "
+        "/infill, /metrics, a page at /",
+        parents=[common],
+    )
+    serve.add_argument("--model", required=True, help="model folder (Hugging Face layout: config.json + weights)")
+    serve.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
+    serve.add_argument("--repo", help="repository folder: completions of its files get cross-file context from it")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument(
+        "--api-key",
+        help="require `Authorization: Bearer KEY` on the API (default: $REPOLM_API_KEY; unset: no key)",
+    )
+    serve.add_argument("--model-name", help="the model's id in /v1/models (default: the folder's name)")
+    serve.add_argument("--max-batch-size", type=int, default=16, help="requests decoded together (default 16)")
+    serve.add_argument(
+        "--max-waiting", type=int, default=64, help="requests queued beyond the batch; more get 503 (default 64)"
+    )
+    serve.add_argument(
+        "--max-seq-len",
+        type=int,
+        help="prompt + generated tokens per request, the KV cache's row length (default: the model's window)",
+    )
+    serve.add_argument(
+        "--batching",
+        choices=["continuous", "static"],
+        default="continuous",
+        help="continuous (default): requests join the running batch between decode steps; static: a batch starts "
+        "when the last one has ended (a baseline for benchmarks/bench_serve.py)",
+    )
+    serve.add_argument("--max-n", type=int, default=8, help="most choices per OpenAI request (default 8)")
+    serve.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    serve.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
+    serve.add_argument("--compile", action="store_true", help="decode steps through torch.compile (see generate)")
+    serve.set_defaults(handler=cmd_serve)
 
     _add_eval_parsers(commands, common)
     return parser

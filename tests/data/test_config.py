@@ -15,8 +15,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_readme_example_loads(tmp_path):
-    block = re.search(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    assert block, "the README has no YAML build config example"
+    readme = README.read_text(encoding="utf-8")
+    data_section = readme[readme.index("## Data: `repolm data build`") :]
+    block = re.search(r"```yaml\n(.*?)```", data_section, re.S)
+    assert block, "the README's data section has no YAML build config example"
     path = tmp_path / "build.yaml"
     path.write_text(block.group(1), encoding="utf-8")
     config = load_build_config(path)

@@ -166,6 +166,14 @@ def test_sampling_frequencies_follow_the_distribution():
     draws = {int(sample_next_token(logits, SamplingParams(temperature=1.0, top_p=0.6))) for _ in range(200)}
     assert draws == {0, 1}
     assert {int(sample_next_token(logits, SamplingParams(temperature=1.0, top_k=1))) for _ in range(50)} == {0}
+    # one generator per row (the batcher's and seeded batches' path): 4000 rows, each its own generator
+    rows = logits.expand(4000, 4)
+    generators = [torch.Generator().manual_seed(seed) for seed in range(4000)]
+    draws = sample_next_token(rows, params, generator=generators)
+    frequencies = torch.bincount(draws, minlength=4).float() / 4000
+    assert torch.allclose(frequencies, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.03)
+    top_p = sample_next_token(rows[:200], SamplingParams(temperature=1.0, top_p=0.6), generator=generators[:200])
+    assert set(top_p.tolist()) == {0, 1}
 
 
 def test_bad_prompts_and_params_are_rejected():
@@ -272,3 +280,11 @@ def test_input_major_weights_keep_values_and_saved_folders(tmp_path):
     save_pretrained(ours, tmp_path / "saved")
     reloaded = load_pretrained(tmp_path / "saved").state_dict()
     assert all(torch.equal(reloaded[name], tensor) for name, tensor in state.items())
+
+
+def test_a_tiny_temperature_samples_the_greedy_token_instead_of_nan():
+    logits = torch.tensor([[1.0, 3.0, -2.0, 2.9], [0.5, -1.0, 0.4, 0.0]])
+    for temperature in (1e-30, 1e-300):
+        params = SamplingParams(temperature=temperature, top_p=0.9, top_k=3, seed=0)
+        tokens = sample_next_token(logits, params, generator=torch.Generator().manual_seed(0))
+        assert tokens.tolist() == [1, 0]

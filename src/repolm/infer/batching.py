@@ -422,8 +422,13 @@ class ContinuousBatcher:
         lengths, tokens = lengths.to(self.device), tokens.to(self.device)
         # row b sees slots 0..length[b]: its cached tokens and the one it writes now (rows past `running` are
         # padding of a compiled batch: they write slot 0 of a free row and see only it)
+        # an additive mask (0 or -inf): SDPA's CPU kernels run a decode step's attention about twice as fast with it
+        # as with the same mask in booleans (measured: 1.0 vs 2.0 ms a layer at 32 rows x 400 slots)
         slot_index = torch.arange(span, device=self.device)
-        mask = (slot_index[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
+        hidden = slot_index[None, :] > lengths[:, None]  # (B, S)
+        dtype = self.model.embed_tokens.weight.dtype
+        mask = torch.zeros(hidden.shape, dtype=dtype, device=self.device).masked_fill_(hidden, float("-inf"))
+        mask = mask[:, None, None, :]  # (B, 1, 1, S)
         if self.engine.cuda_graphs:  # the cache's own tensors, marked static: views would be copied into the graph
             view = KVCache.over(cache.keys, cache.values)
         else:

@@ -81,20 +81,35 @@ def sample_next_token(
 ) -> torch.Tensor:
     """Next token ids (B,) from last-position logits (B, V).
 
-    `generator`: one generator for the batch, or one per row (row i then draws from `generator[i]` alone, so its
-    token does not depend on the other rows)."""
+    `generator`: one generator for the batch (None: torch's global one), or one per row (row i then draws from
+    `generator[i]` alone, so its token does not depend on the other rows). Each row draws one uniform number u (from
+    its own generator, or the batch's in row order) and takes the first token whose cumulative probability exceeds u
+    times the total (inverse transform sampling, the distribution `torch.multinomial` samples); the search runs for
+    all rows at once, so a batch costs one small draw per row, and one row sampled with a generator seeded s draws
+    the same token whichever of the two ways the generator is given."""
     logits = logits.float()
     if params.repetition_penalty != 1.0 and seen is not None:
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.greedy:
         return logits.argmax(dim=-1)
-    logits = logits / params.temperature
+    # shifted by the row's maximum first (softmax does not change): a tiny temperature then sends the other logits to
+    # -inf instead of overflowing the largest to inf (inf - inf is NaN), and one below float32's range is not 0 (0 / 0
+    # is NaN): it tends to greedy, as it should
+    temperature = max(params.temperature, torch.finfo(torch.float32).tiny)
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if params.top_k > 0:
         logits = filter_top_k(logits, params.top_k)
     if params.top_p < 1.0:
         logits = filter_top_p(logits, params.top_p)
     probabilities = logits.softmax(dim=-1)
+    rows, device = probabilities.shape[0], probabilities.device
     if isinstance(generator, list | tuple):
-        rows = [torch.multinomial(row[None], 1, generator=g) for row, g in zip(probabilities, generator, strict=True)]
-        return torch.cat(rows).squeeze(-1)
-    return torch.multinomial(probabilities, num_samples=1, generator=generator).squeeze(-1)
+        if len(generator) != rows:
+            raise ValueError(f"{len(generator)} generators for {rows} rows; give one per row")
+        uniforms = torch.cat([torch.rand(1, generator=g, device=device, dtype=torch.float64) for g in generator])
+    else:
+        uniforms = torch.rand(rows, generator=generator, device=device, dtype=torch.float64)
+    cumulative = probabilities.double().cumsum(dim=-1)  # (B, V); float64: no drift over a 32K vocabulary
+    targets = uniforms * cumulative[:, -1]  # (B,) in [0, total): a token of probability 0 is never reached
+    tokens = torch.searchsorted(cumulative, targets[:, None], right=True).squeeze(-1)  # (B,)
+    return tokens.clamp(max=probabilities.shape[-1] - 1)

@@ -376,7 +376,8 @@ class Transformer(nn.Module):
         Args:
             input_ids: token ids (B, T).
             positions: RoPE positions (B, T); default 0..T-1 after whatever the cache holds.
-            attention_mask: boolean (B, 1, T, S) where True means "may attend", S = cached + T positions;
+            attention_mask: boolean (B, 1, T, S) where True means "may attend", S = cached + T positions (or an
+                additive float mask of 0 and -inf, as `scaled_dot_product_attention` takes it);
                 None means plain causal attention over the cache and the new tokens.
             kv_cache: keys/values of earlier positions, updated in place.
             last_position_only: return logits of the last position only (B, 1, V), as generation needs.
