@@ -283,3 +283,43 @@ def test_sft_starts_from_a_training_run_folder(sft_run, tiny_model_dir: Path) ->
     assert chained.steps == 2 and folder is not None
     assert CodeTokenizer.load(folder).encode("x = 1") == CodeTokenizer.load(tiny_model_dir).encode("x = 1")
     assert CodeTokenizer.load(folder).eos_token == EOT_TOKEN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_tune_like_one(tmp_path: Path, tiny_model_dir: Path, mode: str) -> None:
+    """`torchrun --nproc-per-node 2 -m repolm sft` (micro-batch 2 each) follows the one-process run (micro-batch 4)."""
+    import socket
+
+    data = write_instructions(tmp_path / "d.jsonl", 120)
+    options = {**sft_overrides(tmp_path, tiny_model_dir, data, "one", steps=8), "schedule.warmup_steps": 2}
+    options.update({"eval.every_steps": 4, "device": "cpu", "cpu_threads": 1})
+    del options["run_dir"], options["batch.micro_batch_size"]
+    arguments = ["sft", "--config", str(REPOSITORY / "configs/sft/tiny.yaml")]
+    arguments += [
+        f"--{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items()
+    ]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        environment.pop(name, None)
+    one = [sys.executable, "-m", "repolm", *arguments, f"--run_dir={tmp_path / 'one'}", "--batch.micro_batch_size=4"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--nnodes=1",
+                "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "repolm"]  # fmt: skip
+    two = [*launcher, *arguments, f"--run_dir={tmp_path / 'two'}", "--batch.micro_batch_size=2"]
+    two.append(f"--parallel.mode={mode}")
+    for command in (one, two):
+        done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+
+    def curve(run: str) -> tuple[list[float], list[float]]:
+        records = read_metrics(tmp_path / run)
+        return [r["loss"] for r in records if "loss" in r], [r["val_loss"] for r in records if "val_loss" in r]
+
+    (losses_one, validation_one), (losses_two, validation_two) = curve("one"), curve("two")
+    assert len(losses_one) == len(losses_two) == 8 and len(validation_one) == len(validation_two) == 2
+    np.testing.assert_allclose(losses_two, losses_one, rtol=1e-4)  # gradient sums in another order
+    np.testing.assert_allclose(validation_two, validation_one, rtol=1e-4)
+    assert CodeTokenizer.load(tmp_path / "two" / "model").eos_token == EOT_TOKEN
