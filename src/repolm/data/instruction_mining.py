@@ -234,7 +234,8 @@ def _read_source_tree(root: Path, report: MiningReport) -> Iterator[SourceText]:
             continue
         try:
             size = path.stat().st_size
-            head = path.open("rb").read(200) if size else b""
+            with path.open("rb") as handle:
+                head = handle.read(200)
         except OSError:
             report.files_skipped["unreadable"] += 1
             continue
