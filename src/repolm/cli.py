@@ -30,13 +30,16 @@ STAGES = """\
 stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer -> eval
   data build        repositories -> filtered, dependency-ordered, deduplicated, decontaminated samples
   data tokenize     samples -> token shards, with fill-in-the-middle (PSM 50% by default)
+  data instructions source code -> instruction pairs (docstrings, tests, signatures), decontaminated
   pretrain          the one training loop: pretraining, long context (torchrun for DDP / FSDP2)
+  sft               instruction tuning with the same loop -> an instruct model folder
   export            a training checkpoint -> a Hugging Face model folder
   plot              loss and learning-rate curves of a run, as PNG
   tokenizer train   train a byte-level BPE with DeepSeek-Coder's special tokens
   model init        build a model from a preset and save it as a Hugging Face folder
   model info        describe a model folder
   generate          complete a prompt (streams the completion to stdout)
+  chat              a terminal chat with an instruct model (streamed, multi-turn)
   infill            fill in the middle between a prefix and a suffix (streams the middle)
   serve             an HTTP server: OpenAI and llama.cpp APIs, cross-file context from --repo, a page at /
   complete          complete at a cursor in a repository's file, with retrieved cross-file context
@@ -103,10 +106,15 @@ def _write_stream(pieces) -> None:
         sys.stdout.write("\n")
 
 
-def _add_generation_options(parser: argparse.ArgumentParser) -> None:
+def _add_generation_options(parser: argparse.ArgumentParser, max_new_tokens: int = 256) -> None:
     parser.add_argument("--model", required=True, help="model folder (Hugging Face layout: config.json + weights)")
     parser.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens to generate (default 256)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=max_new_tokens,
+        help=f"most tokens to generate (default {max_new_tokens})",
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
@@ -391,6 +399,107 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     )
 
 
+# -----------------------------------------------------------------------------
+# instruction tuning and chat (repolm sft, repolm data instructions, repolm chat)
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from repolm.train.config import load_train_config, parse_overrides
+    from repolm.train.sft import run_sft
+
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    config = load_train_config(args.config, parse_overrides(args.overrides))
+    result, folder = run_sft(config, resume=args.resume, stop_at_step=args.stop_at_step, output=args.output)
+    print(
+        f"steps {result.steps}, answer-token loss {result.loss:.4f}"
+        + (f", val_loss {result.val_loss:.4f}" if result.val_loss is not None else "")
+        + f", {result.tokens_per_second:.0f} tokens/s; run folder {result.run_dir}"
+    )
+    if folder is not None:
+        print(f"instruct model folder {folder}")
+    elif result.steps < config.max_steps:
+        print(f"stopped at step {result.steps} of {config.max_steps}: continue with --resume")
+
+
+def cmd_data_instructions(args: argparse.Namespace) -> None:
+    from repolm.data.instruction_mining import KINDS, mine_instructions, summary_path
+
+    report = mine_instructions(
+        args.input,
+        args.output,
+        benchmarks=args.benchmarks,
+        decontaminate=not args.no_decontamination,
+        kinds=tuple(args.kind or KINDS),
+    )
+    print(report.table())
+    print(f"wrote {report.kept:,} pairs to {args.output} (summary: {summary_path(args.output)})")
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    from repolm.infer.chat import ChatSession, run_terminal_chat
+
+    if args.max_seq_len < 2:
+        raise RepolmError(f"--max-seq-len must be >= 2, got {args.max_seq_len}")
+    params = _sampling_params(args)
+    generator = _load_generator(args)
+    session = ChatSession(generator, params, system=args.system, max_seq_len=args.max_seq_len)
+    if sys.stdin.isatty():
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+    run_terminal_chat(session, banner=f"repolm chat: {args.model}")
+
+
+def _add_sft_parsers(commands, data_commands, common: argparse.ArgumentParser) -> None:
+    chat = commands.add_parser(
+        "chat",
+        help="chat with an instruct model in the terminal (streamed, multi-turn)",
+        description="A terminal chat with an instruct model folder, through its chat template (DeepSeek-Coder's "
+        "instruct template when it has none). /reset starts a new conversation; /exit or Ctrl-D ends it; a line "
+        "ending with \\ continues on the next line.",
+        parents=[common],
+    )
+    _add_generation_options(chat, max_new_tokens=512)  # DeepSeek-Coder's instruct default (its README, 4.3)
+    chat.add_argument("--system", help="system message (default: the chat template's)")
+    chat.add_argument("--max-seq-len", type=int, default=4096, help="prompt + answer tokens (default 4096)")
+    chat.set_defaults(handler=cmd_chat)
+
+    instructions = data_commands.add_parser(
+        "instructions",
+        help="mine instruction pairs from source code (docstrings, doc comments, doctests)",
+        description="Mine instruction pairs from a `repolm data build` output or source folders: docstring -> "
+        "function, function -> docstring, signature + documentation -> body, doctests -> implementation; in Python, "
+        "Java, C, C++, C#, JavaScript, TypeScript, Go, Rust, PHP and Ruby; deduplicated and decontaminated against "
+        "the benchmarks; counted per kind in FILE's summary.",
+        parents=[common],
+    )
+    instructions.add_argument(
+        "--input", action="append", required=True, help="a data build folder, a source folder or file (repeatable)"
+    )
+    instructions.add_argument("--output", required=True, help="instruction JSONL file to write")
+    instructions.add_argument("--kind", action="append", help="only this kind (repeatable; default: all)")
+    instructions.add_argument(
+        "--benchmarks", help="benchmark folder (default $REPOLM_BENCHMARKS, ../shared/benchmarks)"
+    )
+    instructions.add_argument("--no-decontamination", action="store_true", help="keep pairs that quote benchmarks")
+    instructions.set_defaults(handler=cmd_data_instructions)
+
+    sft = commands.add_parser(
+        "sft",
+        help="instruction tuning: repolm sft --config configs/sft/P.yaml [--key=value ...]",
+        description="Fine-tune a model on instruction data (Alpaca-style or multi-turn JSONL) in DeepSeek-Coder's "
+        "instruct format, loss on the answers only, with the training loop of pretraining; then write an instruct "
+        "model folder.",
+        parents=[common],
+    )
+    sft.add_argument("--config", required=True, help="YAML training config (configs/sft/*.yaml)")
+    sft.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    sft.add_argument("--stop-at-step", type=int, help="stop after this step (checkpointed), as if killed")
+    sft.add_argument("--output", help="instruct model folder to write at the end (default RUN_DIR/model)")
+    sft.set_defaults(handler=cmd_sft)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from repolm.train.checkpoint import export_checkpoint
 
@@ -617,6 +726,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_tokenize.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     data_tokenize.set_defaults(handler=cmd_data_tokenize)
 
+    _add_sft_parsers(commands, data_commands, common)
+
     pretrain = commands.add_parser(
         "pretrain",
         help="train (pretraining, long context): repolm pretrain --config C.yaml [--key=value ...]",
@@ -744,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # `repolm pretrain --config C --optimizer.lr=3e-4 ...`: the --key=value overrides of the training config
     args, unknown = parser.parse_known_args(argv)
-    if getattr(args, "handler", None) is cmd_pretrain:
+    if getattr(args, "handler", None) in (cmd_pretrain, cmd_sft):
         args.overrides = unknown
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -10,7 +10,8 @@ Layouts (`[BOS]` when the tokenizer adds BOS, as DeepSeek-Coder's do):
 - FIM PSM (a suffix, even ""): `[BOS] <｜fim▁begin｜> context header prefix <｜fim▁hole｜> suffix <｜fim▁end｜>`;
 - FIM SPM: `[BOS] <｜fim▁begin｜><｜fim▁hole｜> suffix <｜fim▁end｜> context header prefix` (repolm.infer.prompts);
 - chat: the messages through the tokenizer's chat template, else DeepSeek-Coder's instruct template
-  (`repolm.tokenizer.DEEPSEEK_CODER_CHAT_TEMPLATE`) when the folder has none, with the generation prompt.
+  (`repolm.tokenizer.DEEPSEEK_CODER_CHAT_TEMPLATE`) when the folder has none, with the generation prompt, rendered
+  by `repolm.tokenizer.ChatFormat`, the renderer `repolm sft` trains with.
 Every part (each snippet, the header, prefix, suffix) is encoded on its own and the ids are joined, so no BPE
 merge crosses a sentinel or a part; the snippets and the header end in a line break, where DeepSeek-Coder's
 pre-tokenizer splits anyway.
@@ -72,7 +73,7 @@ from repolm.data.languages import get_language, language_of, path_header
 from repolm.errors import RepolmError
 from repolm.infer.prompts import FimMode, fim_layout_ids
 from repolm.infer.retrieval import ContextSnippet
-from repolm.tokenizer import DEEPSEEK_CODER_CHAT_TEMPLATE, CodeTokenizer
+from repolm.tokenizer import DEEPSEEK_CODER_CHAT_TEMPLATE, ChatFormat, CodeTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +264,7 @@ class PromptBuilder:
         else:
             logger.info("the tokenizer has no chat template: chat prompts use DeepSeek-Coder's instruct template")
             self.chat_template = DEEPSEEK_CODER_CHAT_TEMPLATE
+        self.chat_format = ChatFormat(tokenizer, self.chat_template)
 
     def _bos(self) -> list[int]:
         bos = self.tokenizer.bos_id
@@ -410,7 +412,7 @@ class PromptBuilder:
         if not isinstance(budget, PromptBudget):
             raise RepolmError(f"budget must be a PromptBudget, got {type(budget).__name__}")
         tokenizer = self.tokenizer
-        rendered = tokenizer.apply_chat_template(plain, add_generation_prompt=True, template=self.chat_template)
+        rendered = self.chat_format.prompt_text(plain)  # the rendering SFT trains on (repolm.tokenizer.chat_format)
         part = _encode(tokenizer, rendered, False)  # the template writes its special tokens as text
         ids, limit = part.ids, budget.max_prompt_tokens
         if not ids:

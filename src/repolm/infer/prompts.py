@@ -14,7 +14,7 @@ import re
 from typing import Literal
 
 from repolm.errors import RepolmError
-from repolm.tokenizer import CodeTokenizer
+from repolm.tokenizer import ChatFormat, CodeTokenizer, user_turn
 
 FimMode = Literal["psm", "spm"]
 
@@ -84,8 +84,9 @@ def split_at_cursor(text: str, line: int, column: int) -> tuple[str, str]:
 
 
 def instruct_prompt(tokenizer: CodeTokenizer, instruction: str, system: str | None = None) -> str:
-    """The DeepSeek-Coder-Instruct prompt text for one user turn, through the tokenizer's chat template."""
-    messages = [{"role": "user", "content": instruction}]
+    """The DeepSeek-Coder-Instruct prompt text for one user turn, through the tokenizer's chat template (DeepSeek-
+    Coder's when it has none), rendered by `ChatFormat` as SFT trains."""
+    messages = user_turn(instruction)
     if system is not None:
         messages.insert(0, {"role": "system", "content": system})
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    return ChatFormat(tokenizer).prompt_text(messages)

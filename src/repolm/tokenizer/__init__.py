@@ -1,5 +1,6 @@
 """Tokenizer stage: DeepSeek-Coder-style byte-level BPE (training, HF folders, chat template, special tokens)."""
 
+from repolm.tokenizer.chat_format import ChatFormat, RenderedConversation, instruct_tokenizer, user_turn
 from repolm.tokenizer.special_tokens import (
     ASSISTANT_TOKEN,
     BOS_TOKEN,
@@ -43,9 +44,13 @@ __all__ = [
     "PAD_TOKEN",
     "SPECIAL_TOKENS",
     "USER_TOKEN",
+    "ChatFormat",
     "CodeTokenizer",
+    "RenderedConversation",
+    "instruct_tokenizer",
     "leftover_token_ids",
     "special_token_ids",
     "total_vocab_size",
     "train_tokenizer",
+    "user_turn",
 ]

@@ -257,11 +257,16 @@ def export_checkpoint(
 ) -> Path:
     """Writes checkpoint `checkpoint_dir` (or a run folder's latest) as an HF `LlamaForCausalLM` folder.
 
-    The tokenizer is saved beside the weights: `tokenizer_dir`, else the run config's `tokenizer` when that folder
-    exists. `dtype` None keeps fp32. The folder loads with `repolm.hf_folder.load_pretrained` and transformers.
+    The tokenizer is saved beside the weights: `tokenizer_dir`, else the run config's `tokenizer`, else its
+    `model.init_from` folder's, when that folder exists. A run on instructions (SFT) gives an instruct folder: the
+    tokenizer carries the chat template it was tuned with, `<|EOT|>` as eos and `<｜end▁of▁sentence｜>` as pad
+    (`repolm.tokenizer.instruct_tokenizer`), and config.json's eos_token_id is `<|EOT|>`'s id. `dtype` None keeps
+    fp32. The folder loads with `repolm.hf_folder.load_pretrained` and transformers.
     """
+    import dataclasses
+
     from repolm.hf_folder import save_pretrained
-    from repolm.tokenizer import CodeTokenizer
+    from repolm.tokenizer import CodeTokenizer, instruct_tokenizer
 
     checkpoint_dir = Path(checkpoint_dir)
     if not (checkpoint_dir / TRAINER_STATE_FILE).is_file():
@@ -270,15 +275,19 @@ def export_checkpoint(
             raise RepolmError(f"{checkpoint_dir}: neither a checkpoint nor a run folder with checkpoints")
         checkpoint_dir = latest
     model = model_from_checkpoint(checkpoint_dir)
+    run_config = _read_json(checkpoint_dir / TRAINER_STATE_FILE).get("config", {})
     if tokenizer_dir is None:
-        configured = _read_json(checkpoint_dir / TRAINER_STATE_FILE).get("config", {}).get("tokenizer")
-        if configured and (Path(configured) / "tokenizer.json").is_file():
-            tokenizer_dir = configured
-        else:
+        candidates = [run_config.get("tokenizer"), (run_config.get("model") or {}).get("init_from")]
+        tokenizer_dir = next((c for c in candidates if c and (Path(c) / "tokenizer.json").is_file()), None)
+        if tokenizer_dir is None:
             logger.warning("no tokenizer known for %s: the export holds the model only", checkpoint_dir)
+    tokenizer = CodeTokenizer.load(tokenizer_dir) if tokenizer_dir is not None else None
+    if (run_config.get("data") or {}).get("format") == "instructions" and tokenizer is not None:
+        tokenizer = instruct_tokenizer(tokenizer)
+        model.config = dataclasses.replace(model.config, eos_token_id=tokenizer.eot_id)
     output_dir = Path(output_dir)
     save_pretrained(model, output_dir, dtype=dtype)
-    if tokenizer_dir is not None:
-        CodeTokenizer.load(tokenizer_dir).save(output_dir)
+    if tokenizer is not None:
+        tokenizer.save(output_dir)
     logger.info("exported %s to %s", checkpoint_dir, output_dir)
     return output_dir

@@ -34,6 +34,7 @@ from repolm.yaml_config import apply_overrides, from_mapping, read_yaml_mapping
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
+DATA_FORMATS = ("tokens", "instructions")
 MIXTURE_FILE = "mixture.json"
 VALIDATION_FOLDER = "validation"
 _MODEL_FIELDS = {item.name for item in dataclasses.fields(ModelConfig)}
@@ -79,26 +80,46 @@ class DataSection:
     """The training data.
 
     Attributes:
-        folder: output of `repolm data tokenize`: `<folder>/<kind>/` token folders and `mixture.json`
-            ({"target_share": {kind: share}}); or a single token folder (one source).
-        mixture: share per kind, over `mixture.json`'s (empty: use the file's shares).
+        format: "tokens" (pretraining: token folders of `repolm data tokenize`) or "instructions" (SFT: instruction
+            JSONL, `repolm.data.instruction_records`, rendered with the chat template by `repolm.train.sft`).
+        folder: tokens: output of `repolm data tokenize`: `<folder>/<kind>/` token folders and `mixture.json`
+            ({"target_share": {kind: share}}), or a single token folder (one source). instructions: a JSONL file
+            or a folder of `*.jsonl` files.
+        mixture: share per kind, over `mixture.json`'s (empty: use the file's shares); tokens only.
         sequence_length: tokens per training window (the paper: 4096; 16384 in the long-context stage).
-        document_masking: attention stays inside each packed document.
-        validation_folder: held-out token folder; None means `<folder>/validation` when it exists.
+        document_masking: attention stays inside each packed document (always on for instructions).
+        validation_folder: tokens: held-out token folder, None means `<folder>/validation` when it exists;
+            instructions: a held-out JSONL file or folder.
+        validation_share: instructions only: hold out this share of the conversations (by a hash of their content)
+            for the validation loss, in [0, 1); 0 with no `validation_folder` means no validation.
     """
 
+    format: str = "tokens"
     folder: str = ""
     mixture: dict[str, float] = field(default_factory=dict)
     sequence_length: int = 4096
     document_masking: bool = False
     validation_folder: str | None = None
+    validation_share: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.format not in DATA_FORMATS:
+            raise RepolmError(f"data.format: {self.format!r} is not one of {', '.join(DATA_FORMATS)}")
         if self.sequence_length < 2:
             raise RepolmError(f"data.sequence_length: must be >= 2, got {self.sequence_length}")
         for kind, share in self.mixture.items():
             if share < 0:
                 raise RepolmError(f"data.mixture.{kind}: a share must be >= 0, got {share}")
+        if not 0.0 <= self.validation_share < 1.0:
+            raise RepolmError(f"data.validation_share: must be in [0, 1), got {self.validation_share}")
+        if self.format == "instructions":
+            if self.mixture:
+                raise RepolmError("data.mixture: instruction data has no kinds to mix")
+            if self.validation_share and self.validation_folder is not None:
+                raise RepolmError("data.validation_share: set it or data.validation_folder, not both")
+            self.document_masking = True  # conversations never attend to each other
+        elif self.validation_share:
+            raise RepolmError("data.validation_share: only for data.format instructions")
 
 
 @dataclass
@@ -309,7 +330,7 @@ class RunPlan:
         model_config: the model's final config (preset or loaded, with the RoPE overrides).
         init_kind: "preset", "hf_folder" or "checkpoint"; init_path: the folder the weights come from.
         sources: (token folder, weight) per data source, for `TrainData`.
-        validation_folder: held-out token folder, or None (no validation loss).
+        validation_folder: held-out token folder (instructions: held-out JSONL file or folder), or None.
         tokenizer_dir: the tokenizer folder, or None when none is known.
         data_vocab_size: `vocab_size` of the token folders' meta.json.
     """
@@ -327,7 +348,7 @@ def prepare_run(config: TrainConfig, where: str = "config") -> RunPlan:
     """Checks the parts of `config` that need the filesystem and resolves them; `RepolmError` names the key."""
     tokenizer_dir, tokenizer_size = _resolve_tokenizer(config, where)
     model_config, init_kind, init_path = _resolve_model(config, where, tokenizer_dir, tokenizer_size)
-    sources, data_vocab_size = _resolve_sources(config, where)
+    sources, data_vocab_size = _resolve_sources(config, where, tokenizer_size)
     validation_folder = _resolve_validation(config, where)
 
     if config.data.sequence_length > model_config.max_position_embeddings:
@@ -360,9 +381,13 @@ def _resolve_tokenizer(config: TrainConfig, where: str) -> tuple[Path | None, in
         candidate = Path(config.model.init_from)
         if (candidate / "tokenizer.json").is_file():
             directory, key = str(candidate), "model.init_from"
+        elif config.data.format == "instructions":
+            directory, key = _checkpoint_tokenizer(candidate), "model.init_from"
     if directory is None:
         if config.model.preset is not None:
             raise RepolmError(f"{where}: tokenizer: not set (the tokenizer folder the data was tokenized with)")
+        if config.data.format == "instructions":
+            raise RepolmError(f"{where}: tokenizer: not set (the tokenizer of the model, to tokenize the instructions)")
         return None, None
     path = Path(directory)
     if not (path / "tokenizer.json").is_file():
@@ -370,6 +395,21 @@ def _resolve_tokenizer(config: TrainConfig, where: str) -> tuple[Path | None, in
     from repolm.tokenizer import CodeTokenizer
 
     return path, len(CodeTokenizer.load(path))
+
+
+def _checkpoint_tokenizer(init_from: Path) -> str | None:
+    """The tokenizer folder named in the run config of a training checkpoint or run folder, when it exists."""
+    from repolm.train.checkpoint import TRAINER_STATE_FILE, latest_checkpoint
+
+    checkpoint = init_from if (init_from / TRAINER_STATE_FILE).is_file() else latest_checkpoint(init_from)
+    if checkpoint is None:
+        return None
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+        directory = state["config"]["tokenizer"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return directory if isinstance(directory, str) and (Path(directory) / "tokenizer.json").is_file() else None
 
 
 def _resolve_model(
@@ -436,7 +476,20 @@ def _token_folder_vocab(folder: Path, where: str, key: str) -> int:
         raise RepolmError(f"{where}: {key}: {meta_path}: cannot read its vocab_size ({one_line(error)})") from None
 
 
-def _resolve_sources(config: TrainConfig, where: str) -> tuple[list[tuple[Path, float]], int]:
+def _resolve_sources(
+    config: TrainConfig, where: str, tokenizer_size: int | None
+) -> tuple[list[tuple[Path, float]], int]:
+    if config.data.format == "instructions":
+        if not config.data.folder:
+            raise RepolmError(f"{where}: data.folder: not set (an instruction JSONL file or a folder of them)")
+        from repolm.data.instruction_records import instruction_files
+
+        try:
+            instruction_files(config.data.folder)
+        except RepolmError as error:
+            raise RepolmError(f"{where}: data.folder: {error}") from None
+        assert tokenizer_size is not None  # _resolve_tokenizer requires one for instructions
+        return [(Path(config.data.folder), 1.0)], tokenizer_size
     if not config.data.folder:
         raise RepolmError(f"{where}: data.folder: not set (the output of `repolm data tokenize`)")
     folder = Path(config.data.folder)
@@ -469,6 +522,21 @@ def _resolve_sources(config: TrainConfig, where: str) -> tuple[list[tuple[Path, 
 
 
 def _resolve_validation(config: TrainConfig, where: str) -> Path | None:
+    if config.data.format == "instructions":
+        if config.data.validation_folder is not None:
+            from repolm.data.instruction_records import instruction_files
+
+            try:
+                instruction_files(config.data.validation_folder)
+            except RepolmError as error:
+                raise RepolmError(f"{where}: data.validation_folder: {error}") from None
+            return Path(config.data.validation_folder)
+        if config.eval.every_steps and not config.data.validation_share:
+            raise RepolmError(
+                f"{where}: eval.every_steps: no validation data (set data.validation_share or "
+                f"data.validation_folder, or eval.every_steps=0)"
+            )
+        return None
     if config.data.validation_folder is not None:
         folder = Path(config.data.validation_folder)
         _token_folder_vocab(folder, where, "data.validation_folder")

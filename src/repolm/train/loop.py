@@ -3,7 +3,8 @@
 `train(config)` runs a checked `TrainConfig`: seeds; joins the process group (`repolm.train.parallelize`); builds
 the model from a preset or loads `init_from` (fp32 master weights) and wraps it (DDP, FSDP2, activation
 checkpointing, compile); AdamW with the decay split and the schedule (`repolm.train.optim`); packed, mixed,
-rank-split batches (`repolm.train.data`). With `resume=True` it continues from the latest checkpoint of the run
+rank-split batches (`repolm.train.data`; for `data.format: instructions`, packed conversations with
+answer-only targets from `repolm.train.sft`). With `resume=True` it continues from the latest checkpoint of the run
 (model, optimizer, data position, RNG states, step, metrics file): the result is bit-identical on CPU to a run
 that was never stopped (`torch.use_deterministic_algorithms`).
 
@@ -94,10 +95,11 @@ class BatchSource(Protocol):
 
 
 MakeData = Callable[[TrainConfig, RunPlan, parallel.DistributedInfo], BatchSource]
+MakeValidation = Callable[[TrainConfig, RunPlan], list[Batch]]
 
 
 def train_data(config: TrainConfig, plan: RunPlan, info: parallel.DistributedInfo) -> TrainData:
-    """The default batch source: the plan's token folders packed and mixed by `TrainData`."""
+    """The batch source of token folders: the plan's folders packed and mixed by `TrainData`."""
     return TrainData(
         plan.sources,
         config.data.sequence_length,
@@ -109,18 +111,45 @@ def train_data(config: TrainConfig, plan: RunPlan, info: parallel.DistributedInf
     )
 
 
+def validation_data(config: TrainConfig, plan: RunPlan) -> list[Batch]:
+    """The validation batches of a held-out token folder (none without one)."""
+    if plan.validation_folder is None:
+        return []
+    return validation_batches(
+        plan.validation_folder,
+        config.data.sequence_length,
+        config.batch.micro_batch_size,
+        config.eval.batches,
+        config.data.document_masking,
+    )
+
+
+def data_of_format(data_format: str) -> tuple[MakeData, MakeValidation]:
+    """The batch source and validation batches of a `data.format`: token folders, or instructions (SFT)."""
+    if data_format == "instructions":
+        from repolm.train.sft import instruction_data, instruction_validation
+
+        return instruction_data, instruction_validation
+    return train_data, validation_data
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
     stop_at_step: int | None = None,
-    make_data: MakeData = train_data,
+    make_data: MakeData | None = None,
+    make_validation: MakeValidation | None = None,
 ) -> TrainResult:
     """Runs `config` (see the module doc). `resume` continues the run's latest checkpoint (a fresh start if none).
 
     `stop_at_step` ends the run early at that step (with a checkpoint) without changing the schedule, which still
-    spans `max_steps`; resuming later continues it exactly. `make_data` builds the batch source (default:
-    `train_data`); SFT passes one whose targets are -100 where no loss is wanted.
+    spans `max_steps`; resuming later continues it exactly. `make_data` builds the batch source and
+    `make_validation` the validation batches (default: those of `config.data.format`, `data_of_format`: token
+    folders, or instruction data whose targets are -100 where no loss is wanted).
     """
+    default_data, default_validation = data_of_format(config.data.format)
+    make_data = make_data or default_data
+    make_validation = make_validation or default_validation
     plan = prepare_run(config)  # every check before any compute
     if stop_at_step is not None and not 1 <= stop_at_step <= config.max_steps:
         raise RepolmError(f"stop_at_step: must be in [1, max_steps {config.max_steps}], got {stop_at_step}")
@@ -139,7 +168,7 @@ def train(
             torch.use_deterministic_algorithms(True)  # bit-exact resume on CPU
             if config.cpu_threads:
                 torch.set_num_threads(config.cpu_threads)
-        run = _Run(config, plan, info, checkpoint_path if resume else None, make_data)
+        run = _Run(config, plan, info, checkpoint_path if resume else None, make_data, make_validation)
         return run.run(stop_at_step or config.max_steps)
     finally:
         torch.use_deterministic_algorithms(deterministic)
@@ -157,6 +186,7 @@ class _Run:
         info: parallel.DistributedInfo,
         checkpoint_path: Path | None,
         make_data: MakeData,
+        make_validation: MakeValidation,
     ) -> None:
         self.config, self.plan, self.info = config, plan, info
         self.device = info.device
@@ -177,15 +207,7 @@ class _Run:
         self.wrapped = parallel.parallelize(self.model, config.parallel, info)
         self.optimizer = build_optimizer(self.wrapped, config.optimizer)
         self.data = make_data(config, plan, info)
-        self.validation: list[Batch] = []
-        if plan.validation_folder is not None and config.eval.every_steps:
-            self.validation = validation_batches(
-                plan.validation_folder,
-                self.sequence_length,
-                config.batch.micro_batch_size,
-                config.eval.batches,
-                config.data.document_masking,
-            )
+        self.validation: list[Batch] = make_validation(config, plan) if config.eval.every_steps else []
         self.accumulation = config.batch.accumulation_steps(info.world_size)
         self.tokens_per_step = (
             config.batch.micro_batch_size * self.sequence_length * self.accumulation * info.world_size

@@ -264,8 +264,10 @@ class _HumanEvalFamily(Task):
                 stop=self.stops(problem),
                 max_new_tokens=BASE_MAX_NEW_TOKENS,
             )
-        message = {"role": "user", "content": instruction(problem.prompt, self.settings)}
-        return GenerationRequest(kind="chat", messages=(message,), max_new_tokens=INSTRUCT_MAX_NEW_TOKENS)
+        from repolm.tokenizer.chat_format import user_turn
+
+        messages = user_turn(instruction(problem.prompt, self.settings))  # rendered by repolm.tokenizer.ChatFormat
+        return GenerationRequest(kind="chat", messages=tuple(messages), max_new_tokens=INSTRUCT_MAX_NEW_TOKENS)
 
     def postprocess(self, problem: Problem, generation: str, mode: str) -> str:
         mode = self.check_mode(mode)

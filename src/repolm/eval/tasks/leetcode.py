@@ -96,8 +96,10 @@ class LeetCodeTask(Task):
 
     def request(self, problem: Problem, mode: str) -> GenerationRequest:
         self.check_mode(mode)
-        message = {"role": "user", "content": self.message(problem)}
-        return GenerationRequest(kind="chat", messages=(message,), max_new_tokens=MAX_NEW_TOKENS)
+        from repolm.tokenizer.chat_format import user_turn
+
+        messages = user_turn(self.message(problem))  # rendered by repolm.tokenizer.ChatFormat, as SFT trains
+        return GenerationRequest(kind="chat", messages=tuple(messages), max_new_tokens=MAX_NEW_TOKENS)
 
     def postprocess(self, problem: Problem, generation: str, mode: str) -> str:
         self.check_mode(mode)

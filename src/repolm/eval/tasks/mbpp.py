@@ -130,8 +130,10 @@ class MbppTask(Task):
             return GenerationRequest(
                 kind="completion", prompt=problem.prompt, stop=(STOP,), max_new_tokens=BASE_MAX_NEW_TOKENS
             )
-        message = {"role": "user", "content": problem.metadata["instruct_message"]}
-        return GenerationRequest(kind="chat", messages=(message,), max_new_tokens=INSTRUCT_MAX_NEW_TOKENS)
+        from repolm.tokenizer.chat_format import user_turn
+
+        messages = user_turn(problem.metadata["instruct_message"])  # rendered by repolm.tokenizer.ChatFormat
+        return GenerationRequest(kind="chat", messages=tuple(messages), max_new_tokens=INSTRUCT_MAX_NEW_TOKENS)
 
     def postprocess(self, problem: Problem, generation: str, mode: str) -> str:
         mode = self.check_mode(mode)
