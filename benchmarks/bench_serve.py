@@ -86,7 +86,7 @@ class Server:
     def __init__(self, model: Path, options: list[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "repolm.cli", "serve", "--model", str(model), "--port", str(self.port)]
+        command = [sys.executable, "-m", "repolm", "serve", "--model", str(model), "--port", str(self.port)]
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen([*command, *options], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
