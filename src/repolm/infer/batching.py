@@ -45,9 +45,9 @@ from typing import Any, Literal
 import torch
 
 from repolm.errors import RepolmError, one_line
-from repolm.infer.engine import FIXED_SHAPE_BUCKET, Engine
+from repolm.infer.engine import FIXED_SHAPE_BUCKET, Engine, check_prompt_ids
 from repolm.infer.sampling import SamplingParams, sample_next_token
-from repolm.infer.text import IncrementalDecoder
+from repolm.infer.text import IncrementalDecoder, end_of_generation_ids
 from repolm.model.llama import KVCache, Transformer
 from repolm.tokenizer import CodeTokenizer
 
@@ -191,7 +191,7 @@ class ContinuousBatcher:
         self.tokenizer = tokenizer
         self.device = self.engine.device
         self.max_seq_len = self.config.max_seq_len or model.config.max_position_embeddings
-        self.default_stop_ids = tuple(sorted({i for i in (tokenizer.eos_id, tokenizer.eot_id) if i is not None}))
+        self.default_stop_ids = end_of_generation_ids(tokenizer)
         self._condition = threading.Condition()
         self._waiting: deque[_Request] = deque()
         self._rows: list[_Request] = []  # running requests; request i owns cache row i
@@ -246,12 +246,7 @@ class ContinuousBatcher:
         ends at end-of-sentence or end-of-turn. `seed` (else `params.seed`, else a random one) seeds the request's
         own sampling generator. ValueError for a prompt that cannot run, `QueueFull` when too many wait."""
         prompt_ids = [int(token) for token in prompt_ids]
-        if not prompt_ids:
-            raise ValueError("the prompt is empty; a prompt needs at least one token (e.g. BOS)")
-        vocab_size = self.model.config.vocab_size
-        bad = [token for token in prompt_ids if not 0 <= token < vocab_size]
-        if bad:
-            raise ValueError(f"prompt token id {bad[0]} is outside the vocabulary [0, {vocab_size})")
+        check_prompt_ids(prompt_ids, self.model.config.vocab_size)
         if params.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {params.max_new_tokens}")
         if len(prompt_ids) + params.max_new_tokens > self.max_seq_len:

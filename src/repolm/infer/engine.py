@@ -64,6 +64,15 @@ class StepOutput:
     """Rows that ended at this step."""
 
 
+def check_prompt_ids(prompt: Sequence[int], vocab_size: int, name: str = "the prompt") -> None:
+    """ValueError naming `name` for an empty prompt or a token id outside [0, vocab_size)."""
+    if len(prompt) == 0:
+        raise ValueError(f"{name} is empty; a prompt needs at least one token (e.g. BOS)")
+    bad = [token for token in prompt if not 0 <= token < vocab_size]
+    if bad:
+        raise ValueError(f"{name} has token id {bad[0]} outside the vocabulary [0, {vocab_size})")
+
+
 def input_major_linear_weights(model: torch.nn.Module) -> None:
     """Re-stores every `nn.Linear` weight (out, in) in place with its transpose contiguous: shapes, values, names and
     saved files stay the same; `F.linear` then hands the BLAS an (in, out) row-major matrix."""
@@ -146,13 +155,7 @@ class Engine:
         if len(prompts) == 0 or params.max_new_tokens == 0:
             return
         for index, prompt in enumerate(prompts):
-            if len(prompt) == 0:
-                raise ValueError(f"prompt {index} is empty; a prompt needs at least one token (e.g. BOS)")
-            bad = [t for t in prompt if not 0 <= t < self.config.vocab_size]
-            if bad:
-                raise ValueError(
-                    f"prompt {index} has token id {bad[0]} outside the vocabulary [0, {self.config.vocab_size})"
-                )
+            check_prompt_ids(prompt, self.config.vocab_size, f"prompt {index}")
         device = self.device
         batch_size = len(prompts)
         prompt_length = max(len(p) for p in prompts)

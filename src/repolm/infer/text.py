@@ -20,6 +20,11 @@ from repolm.model import Transformer
 from repolm.tokenizer import CodeTokenizer
 
 
+def end_of_generation_ids(tokenizer: CodeTokenizer) -> tuple[int, ...]:
+    """The ids that end generation by default: end of sentence (base models) and end of turn (instruct models)."""
+    return tuple(sorted({i for i in (tokenizer.eos_id, tokenizer.eot_id) if i is not None}))
+
+
 @dataclass
 class TextDelta:
     """New text of one row; `finished` is set on the row's last delta."""
@@ -93,8 +98,7 @@ class TextGenerator:
 
     def default_stop_ids(self) -> tuple[int, ...]:
         """End of sentence (base models) and end of turn (instruct models)."""
-        ids = (self.tokenizer.eos_id, self.tokenizer.eot_id)
-        return tuple(sorted({i for i in ids if i is not None}))
+        return end_of_generation_ids(self.tokenizer)
 
     def stream_ids(
         self,
