@@ -173,3 +173,68 @@ def test_offsets_point_at_each_file_block():
             by_path = {file.path: file for file in PYAPP}
             for offset, path in zip(sample.offsets, sample.files, strict=True):
                 assert sample.text.startswith(file_block(by_path[path]), offset), (sample.sample_id, path)
+
+
+# ------------------------------------------------------------------ the default corpus: a repository's own name
+
+OWN_NAME_REPOSITORIES = {
+    "stdlib": ("email", "json", "xml", "importlib", "ctypes", "concurrent", "multiprocessing", "asyncio"),
+    "include": ("linux", "asm-generic", "drm", "sound", "rdma", "x86_64-linux-gnu"),
+}
+
+
+def _own_name_edges(repository, files):
+    """(dependency, importer) pairs of the imports that name the repository's own top folder."""
+    from repolm.data.dependencies import ImportResolver
+    from repolm.data.import_extraction import extract_imports
+
+    top = repository.name.split("/", 1)[1]
+    resolver = ImportResolver(files)
+    edges = set()
+    for file in files:
+        if file.language not in ("Python", "C", "C++"):
+            continue
+        for target in extract_imports(file.text, file.language):
+            name = target.strip('<>"')
+            first = name.split(".")[0] if file.language == "Python" else name.split("/")[0]
+            if first == top:
+                edges.update((found, file.path) for found in resolver.resolve_import(file.path, target))
+    return {(dependency, importer) for dependency, importer in edges if dependency != importer}
+
+
+@pytest.mark.parametrize("source_name", sorted(OWN_NAME_REPOSITORIES))
+def test_default_corpus_imports_of_the_own_name_precede_their_importers(source_name):
+    """`from email import errors` inside stdlib/email and `#include <linux/types.h>` inside include/linux resolve (the
+    repository keeps its folder in its paths), and in the assembled sample every such dependency comes before its
+    importer unless both are in one import cycle. Real local trees; a tree that is absent is skipped."""
+    from repolm.data.dependencies import resolve_dependencies
+    from repolm.data.dependency_order import dependency_cycles
+    from repolm.data.filters import FilterConfig, screen_file
+    from repolm.data.sources import default_sources, list_units, read_unit
+
+    sources = {source.name: source for source in default_sources()[0]}
+    if source_name not in sources:
+        pytest.skip(f"no {source_name} source on this machine")
+    source = sources[source_name]
+    units = {unit.repo: unit for unit in list_units(source)}
+    edges_seen = in_order = 0
+    for top in OWN_NAME_REPOSITORIES[source_name]:
+        if f"{source_name}/{top}" not in units:
+            continue
+        [repository] = read_unit(units[f"{source_name}/{top}"], source)
+        files = [file for file in (screen_file(repository.name, f, FilterConfig()) for f in repository.files)]
+        files = [file for file in files if isinstance(file, CodeFile)]
+        assert all(file.path.startswith(f"{top}/") for file in files)
+        samples = assemble_repository(repository.name, source_name, KIND_CODE, files, AssemblyConfig(), seed=0)
+        position = {path: index for index, path in enumerate(samples[0].files)} if samples else {}
+        dependencies = resolve_dependencies(files)
+        graph = {path: [found for found in dependencies.get(path, ()) if found in position] for path in position}
+        cycle_of = {path: number for number, cycle in enumerate(dependency_cycles(graph)) for path in cycle}
+        for dependency, importer in _own_name_edges(repository, files):
+            both_placed = dependency in position and importer in position
+            if not both_placed or (dependency in cycle_of and cycle_of[dependency] == cycle_of.get(importer)):
+                continue
+            edges_seen += 1
+            in_order += position[dependency] < position[importer]
+    assert edges_seen >= 20, f"only {edges_seen} own-name edges outside cycles: the trees are too small to judge"
+    assert in_order == edges_seen, f"{edges_seen - in_order} of {edges_seen} own-name imports follow their importer"

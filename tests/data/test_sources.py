@@ -319,7 +319,8 @@ def test_default_corpus_on_this_machine():
     assert not {"stdlib/test", "stdlib/site-packages", "stdlib/lib-dynload", "stdlib/__pycache__"} & set(repos)
     [email] = read_unit(units[repos.index("stdlib/email")], stdlib)
     paths = [file.path for file in email.files]
-    assert "__init__.py" in paths and "mime/text.py" in paths and not any("__pycache__" in path for path in paths)
+    assert "email/__init__.py" in paths and "email/mime/text.py" in paths  # the package keeps its folder
+    assert not any("__pycache__" in path for path in paths)
     [modules] = read_unit(units[repos.index("stdlib/_modules")], stdlib)
     assert "os.py" in by_path(modules) and all("/" not in file.path for file in modules.files)
 

@@ -29,6 +29,7 @@ files are code is left to the later stages: binary files pass through as bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -136,6 +137,10 @@ class SourceUnit:
         repo: the repository name for single-repository units; "" for corpus files (names come from the rows).
         skipped_directories: directory names not read at any depth, besides
             `source_readers.SKIPPED_DIRECTORY_NAMES`.
+        path_prefix: put in front of every file path ("email/"): a repository cut out of a larger tree (a stdlib
+            package, an /usr/include folder, a Perl or npm package) keeps its own folder, so that its imports of its
+            own name resolve (`from email import errors` -> email/errors.py, `#include <linux/types.h>` ->
+            linux/types.h) and its path comments say where a file is ("# ctypes/__init__.py").
     """
 
     source: str
@@ -143,6 +148,7 @@ class SourceUnit:
     locator: str
     repo: str = ""
     skipped_directories: tuple[str, ...] = ()
+    path_prefix: str = ""
 
 
 def _archive_stem(name: str) -> str:
@@ -311,7 +317,7 @@ def _top_level_units(
     """Each real top-level folder of `folder` a repository, and its top-level files one repository `top_repo`."""
     entries = _visible_entries(folder)
     units = [
-        SourceUnit(source, "folder", entry.path, f"{source}/{entry.name}", tuple(sorted(skipped)))
+        SourceUnit(source, "folder", entry.path, f"{source}/{entry.name}", tuple(sorted(skipped)), f"{entry.name}/")
         for entry in entries
         if _is_real_dir(entry) and not skip_top(entry.name)
     ]
@@ -365,7 +371,7 @@ def list_units(source: SourceConfig) -> list[SourceUnit]:
     if resolved in ("include", "perl"):
         return _top_level_units(name, path, "_top" if resolved == "include" else "_modules")
     if resolved == "npm":
-        units = [SourceUnit(name, "folder", str(path), f"{name}/npm", ("node_modules",))]
+        units = [SourceUnit(name, "folder", str(path), f"{name}/npm", ("node_modules",), "npm/")]
         packages = path / "node_modules"
         if packages.is_dir():
             for entry in _visible_entries(packages):
@@ -373,9 +379,12 @@ def list_units(source: SourceConfig) -> list[SourceUnit]:
                 for package in _visible_entries(Path(entry.path)) if scoped else [entry]:
                     if _is_real_dir(package):
                         package_name = f"{entry.name}/{package.name}" if scoped else package.name
-                        units.append(SourceUnit(name, "folder", package.path, f"{name}/{package_name}"))
+                        units.append(
+                            SourceUnit(name, "folder", package.path, f"{name}/{package_name}", (), f"{package_name}/")
+                        )
         return units
-    # jdk: one unit per module, the first path component of the members (src.zip has no files at its top)
+    # jdk: one unit per module, the first path component of the members (src.zip has no files at its top); paths
+    # start at the package folders (java/lang/String.java), which Java's own imports name in full
     with zipfile.ZipFile(path) as archive:
         modules = sorted({member.split("/", 1)[0] for member in archive.namelist() if "/" in member})
     return [SourceUnit(name, "zip-prefix", f"{path}::{module}/", f"{name}/{module}") for module in modules]
@@ -406,4 +415,6 @@ def read_unit(unit: SourceUnit, source: SourceConfig) -> Iterator[Repository]:
         files = _read_zip(Path(zip_path), limit, prefix)
     else:
         raise RepolmError(f"unit {unit.locator}: unknown reader {unit.reader!r}")
+    if unit.path_prefix:
+        files = [dataclasses.replace(file, path=unit.path_prefix + file.path) for file in files]
     yield Repository(name=unit.repo, source=source.name, kind=source.kind, files=sorted(files, key=_path_key))
