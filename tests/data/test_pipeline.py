@@ -42,9 +42,9 @@ def read_jsonl_zst(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line]
 
 
-def output_samples(output: Path) -> list[dict]:
+def output_samples(output: Path, folder: str = "data") -> list[dict]:
     samples = []
-    for path in sorted((output / "data").glob("*/*.jsonl.zst")):
+    for path in sorted((output / folder).glob("*/*.jsonl.zst")):
         samples.extend(read_jsonl_zst(path))
     return sorted(samples, key=lambda sample: sample["id"])
 
@@ -256,3 +256,43 @@ def test_slurm_stages_are_chained_job_arrays(corpus, tmp_path):
         assert arguments["job-name"] == f"repolm-{name}"
         assert executor.world_size == tasks
         assert executor.depends is (executors[index - 1][2] if index else None)
+
+
+def test_heldout_split_moves_whole_repositories_and_nothing_else(built, corpus, tmp_path):
+    """split.heldout_fraction: the held-out repositories' samples go to heldout/ (same format), the rest to data/;
+    together they are the unsplit output; the choice is by a hash of the name, the same for any number of tasks."""
+    from repolm.data.split import SplitConfig, heldout_repositories
+
+    config = tmp_path / "split.yaml"
+    config.write_text("split:\n  heldout_fraction: 0.3\n  seed: 1\n")
+    outputs = []
+    for tasks in (2, 3):
+        output = tmp_path / f"split{tasks}"
+        result = run_cli(*build_arguments(corpus, output, tasks, "--config", str(config)))
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs.append(output)
+    train, heldout = output_samples(outputs[0]), output_samples(outputs[0], "heldout")
+    assert heldout and train
+    assert sorted(train + heldout, key=lambda sample: sample["id"]) == output_samples(built)
+    held_repositories = {sample["repo"] for sample in heldout}
+    assert not held_repositories & {sample["repo"] for sample in train}
+    listed = {sample["repo"] for sample in output_samples(built)}
+    expected = heldout_repositories({"corpus": sorted(listed)}, SplitConfig(0.3, 1))
+    assert held_repositories <= expected  # a listed repository may have no output sample (all files excluded)
+    stats = json.loads((outputs[0] / "stats.json").read_text())
+    assert stats["heldout"]["repositories"] == sorted(held_repositories)
+    assert sum(stats["heldout"]["samples"].values()) == len(heldout)
+    assert output_samples(outputs[1]) == train and output_samples(outputs[1], "heldout") == heldout
+    assert "Held out (never trained on)" in (outputs[0] / "summary.md").read_text()
+
+
+def test_heldout_rule_takes_the_smallest_keys_of_each_source():
+    from repolm.data.split import SplitConfig, heldout_repositories, repository_key
+
+    names = {"a": [f"a/{number}" for number in range(20)], "b": ["b/x", "b/y"], "c": ["c/only"]}
+    chosen = heldout_repositories(names, SplitConfig(heldout_fraction=0.1, seed=3))
+    smallest = sorted(names["a"], key=lambda name: repository_key(name, 3))[:2]
+    assert chosen == {*smallest, min(names["b"], key=lambda name: repository_key(name, 3))}
+    assert heldout_repositories(names, SplitConfig(0.0)) == frozenset()
+    with pytest.raises(Exception, match="heldout_fraction"):
+        SplitConfig(heldout_fraction=1.0)

@@ -128,3 +128,24 @@ def test_trains_32k_on_whole_stdlib_in_under_a_minute(all_stdlib_files: list[Pat
     assert elapsed < 60, f"training took {elapsed:.1f} s"
     assert tokenizer.token_to_id(UNUSED_BPE_TOKEN.format(31999)) is None
     assert_layout(tokenizer, 32000)
+
+
+def test_train_on_a_data_build_folder_reads_training_samples_only(tmp_path):
+    """A `repolm data build` folder gives its samples' texts (data/<kind>/*.jsonl.zst), never heldout/: a word
+    repeated only in held-out samples does not become a token, the same word in training samples does."""
+    import json
+
+    import zstandard
+
+    def write_samples(path, texts):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps({"text": text, "id": str(number)}) + "\n" for number, text in enumerate(texts))
+        path.write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
+
+    build = tmp_path / "build"
+    write_samples(build / "data" / "code" / "00000.jsonl.zst", ["def trainonlyword():\n    pass\n"] * 200)
+    write_samples(build / "heldout" / "code" / "00000.jsonl.zst", ["def heldoutonlyword():\n    pass\n"] * 400)
+    (build / "stats.json").write_text("{}")
+    tokenizer = train_tokenizer([build], vocab_size=320)
+    assert len(tokenizer.encode(" trainonlyword")) == 1
+    assert len(tokenizer.encode(" heldoutonlyword")) > 3

@@ -23,6 +23,7 @@ from repolm.data.minhash import MinHashConfig
 from repolm.data.quality import QualityConfig
 from repolm.data.records import KIND_CODE, KIND_CODE_TEXT, KIND_OTHER_TEXT, KINDS
 from repolm.data.sources import SourceConfig
+from repolm.data.split import SplitConfig
 from repolm.errors import RepolmError
 from repolm.yaml_config import apply_overrides, from_mapping, read_yaml_mapping
 
@@ -70,6 +71,7 @@ class BuildConfig:
         mixture: share of each kind in the pre-training mixture; the shares are written with the output for the
             training loader, which samples kinds by them (the build itself keeps every sample).
         filters, quality, assembly, minhash, decontamination: the stages' settings.
+        split: the held-out repositories (`repolm.data.split`): none by default.
         run: how to run.
         seed: seeds the tie-breaking of the dependency order (per repository).
     """
@@ -83,6 +85,7 @@ class BuildConfig:
     assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = 0
 

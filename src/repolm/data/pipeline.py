@@ -31,6 +31,7 @@ from pathlib import Path
 
 from repolm.benchmark_folder import find_benchmarks
 from repolm.data.config import BuildConfig
+from repolm.data.split import HELDOUT_FOLDER, HeldoutRule, heldout_repositories
 from repolm.errors import RepolmError
 from repolm.folder_writer import write_file_atomically
 
@@ -48,6 +49,7 @@ class BuildPlan:
     units: list  # [(SourceConfig, SourceUnit)], in a fixed order
     notes: list[str]
     benchmarks: str | None
+    heldout: HeldoutRule
 
     @property
     def work(self) -> Path:
@@ -86,7 +88,18 @@ def plan_build(config: BuildConfig, output: str | Path) -> BuildPlan:
             notes.append("decontamination skipped: no benchmark folder (set decontamination.benchmarks)")
     else:
         notes.append("decontamination disabled by the config")
-    return BuildPlan(config, Path(output), units, notes, benchmarks)
+    listed: dict[str, list[str]] = {}
+    for source, unit in units:
+        if unit.repo:
+            listed.setdefault(source.name, []).append(unit.repo)
+    split = config.split
+    heldout = HeldoutRule(
+        heldout_repositories(listed, split),
+        frozenset(source.name for source in sources if source.name not in listed),
+        split.heldout_fraction,
+        split.seed,
+    )
+    return BuildPlan(config, Path(output), units, notes, benchmarks, heldout)
 
 
 def prepare_output(plan: BuildPlan, overwrite: bool) -> bool:
@@ -123,6 +136,7 @@ def build_stages(plan: BuildPlan) -> list[tuple[str, list, int]]:
         FindExactDuplicates,
         RankShardReader,
         ScreenRepositories,
+        SplitHeldout,
         near_duplicate_record,
         output_record,
         shard_writer,
@@ -160,6 +174,7 @@ def build_stages(plan: BuildPlan) -> list[tuple[str, list, int]]:
         work_folder=f"{work}/minhash",
         config=config.minhash,
         output_steps=[
+            SplitHeldout(plan.heldout, f"{output}/{HELDOUT_FOLDER}", f"{work}/counts/heldout"),
             CountOutput(f"{work}/counts/output"),
             shard_writer(f"{output}/data", "${kind}/${rank}.jsonl.zst", adapter=output_record),
         ],

@@ -32,6 +32,7 @@ from repolm.data.filters import FilterConfig, screen_file
 from repolm.data.quality import QualityConfig, screen_quality
 from repolm.data.records import CodeFile, Exclusion, RepoSample
 from repolm.data.sources import SourceConfig, SourceUnit, read_unit
+from repolm.data.split import HeldoutRule
 
 logger = logging.getLogger(__name__)
 
@@ -386,4 +387,41 @@ class CountOutput(PipelineStep):
             for language in document.metadata["languages"]:
                 counts.add(f"output_files:{language}")
             yield document
+        counts.save(self.counts_folder, rank)
+
+
+class SplitHeldout(PipelineStep):
+    """Writes the samples of held-out repositories to `heldout/<kind>/` (the output format) and passes the others on
+    to the training output; counts what it holds out (per kind: samples, bytes; repositories)."""
+
+    name = "🔀 held-out split"
+    type = "🔢 - SPLIT"
+
+    def __init__(self, rule: HeldoutRule, heldout_folder: DataFolderLike, counts_folder: DataFolderLike) -> None:
+        super().__init__()
+        self.rule = rule
+        self.heldout_folder = heldout_folder
+        self.counts_folder = counts_folder
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        counts = StageCounts()
+        writer = None
+        repositories: set[str] = set()
+        for document in data or ():
+            metadata = document.metadata
+            if not self.rule.holds_out(metadata["repo"], metadata["source"]):
+                yield document
+                continue
+            if writer is None:
+                writer = shard_writer(self.heldout_folder, "${kind}/${rank}.jsonl.zst", adapter=output_record)
+            writer.write(document, rank)
+            repositories.add(metadata["repo"])
+            counts.add(f"heldout_samples:{metadata['kind']}")
+            counts.add(f"heldout_bytes:{metadata['kind']}", len(document.text.encode("utf-8")))
+            for language in metadata["languages"]:
+                counts.add(f"heldout_files:{language}")
+        for repository in repositories:
+            counts.add(f"heldout_repository:{repository}")
+        if writer is not None:
+            writer.close()
         counts.save(self.counts_folder, rank)

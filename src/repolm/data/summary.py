@@ -47,6 +47,7 @@ def collect_stats(output: Path, notes: list[str], mixture: dict[str, float]) -> 
     screen = read_counts(work / "counts" / "screen")
     assemble = read_counts(work / "counts" / "assemble")
     written = read_counts(work / "counts" / "output")
+    heldout = read_counts(work / "counts" / "heldout")
     clusters = read_clusters(work)
     timings = json.loads((work / "timings.json").read_text()) if (work / "timings.json").is_file() else {}
     excluded: dict[str, dict[str, int]] = {}
@@ -80,6 +81,12 @@ def collect_stats(output: Path, notes: list[str], mixture: dict[str, float]) -> 
             "samples": _with_prefix(written, "output_samples:"),
             "bytes": output_bytes,
             "files_per_language": _with_prefix(written, "output_files:"),
+        },
+        "heldout": {
+            "repositories": sorted(key.split(":", 1)[1] for key in heldout if key.startswith("heldout_repository:")),
+            "samples": _with_prefix(heldout, "heldout_samples:"),
+            "bytes": _with_prefix(heldout, "heldout_bytes:"),
+            "files_per_language": _with_prefix(heldout, "heldout_files:"),
         },
         "mixture": {
             "target": mixture,
@@ -132,6 +139,21 @@ def render_summary(stats: dict) -> str:
             f"| {kind} | {stats['output']['samples'].get(kind, 0)} | {mixture['bytes'][kind] / 1e6:.2f} | "
             f"{mixture['share'][kind]:.3f} | {mixture['target'].get(kind, 0):.3f} |"
         )
+    heldout = stats.get("heldout", {})
+    if heldout.get("repositories"):
+        lines += [
+            "",
+            "## Held out (never trained on)",
+            "",
+            f"{len(heldout['repositories'])} repositories, written to heldout/: "
+            + ", ".join(heldout["repositories"][:30])
+            + (" ..." if len(heldout["repositories"]) > 30 else ""),
+            "",
+            "| kind | samples | MB |",
+            "|---|---:|---:|",
+        ]
+        for kind, samples in heldout["samples"].items():
+            lines.append(f"| {kind} | {samples} | {heldout['bytes'].get(kind, 0) / 1e6:.2f} |")
     lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---:|"]
     for name, value in stats["seconds"].items():
         lines.append(f"| {name} | {value:.1f} |")

@@ -30,6 +30,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from repolm.errors import RepolmError
+from repolm.tokenizer.corpus import DATA_SUFFIXES, find_input_files, read_documents
 from repolm.tokenizer.special_tokens import (
     BOS_TOKEN,
     BYTE_LEVEL_LEFTOVERS,
@@ -101,27 +102,54 @@ def _iter_files(inputs: Iterable[Path | str], exclude: Sequence[str] = ()) -> It
             raise RepolmError(f"training input not found: {path}")
 
 
+def is_samples_input(path: Path) -> bool:
+    """Whether a training input holds samples rather than source files: a `repolm data build` folder (it has
+    `data/` and `stats.json`) or a .jsonl / .jsonl.zst file."""
+    if path.is_dir():
+        return (path / "data").is_dir() and (path / "stats.json").is_file()
+    return path.name.endswith(DATA_SUFFIXES)
+
+
+def _sample_texts(path: Path) -> Iterator[str]:
+    """The `text` of every sample of a build folder (its training samples, data/, never heldout/) or a JSONL file."""
+    if path.is_file():
+        yield from (document.text for document in read_documents(path, path.name))
+        return
+    for files in find_input_files(path).values():
+        for file in files:
+            yield from (document.text for document in read_documents(file, file.name))
+
+
 def _iter_texts(
     inputs: Iterable[Path | str], stats: _CorpusStats, max_total_bytes: int | None, exclude: Sequence[str] = ()
 ) -> Iterator[str]:
-    for path in _iter_files(inputs, exclude):
-        if max_total_bytes is not None and stats.bytes_used >= max_total_bytes:
-            return
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            logger.warning("skipping unreadable training file %s: %s", path, error)
-            stats.files_unreadable += 1
+    for item in inputs:
+        if is_samples_input(Path(item)):
+            for text in _sample_texts(Path(item)):
+                if max_total_bytes is not None and stats.bytes_used >= max_total_bytes:
+                    return
+                stats.files_used += 1
+                stats.bytes_used += len(text.encode("utf-8"))
+                yield text
             continue
-        if b"\x00" in data[:BINARY_SNIFF_BYTES]:
-            stats.files_skipped_binary += 1
-            continue
-        text = data.decode("utf-8", errors="ignore")
-        if not text:
-            continue
-        stats.files_used += 1
-        stats.bytes_used += len(data)
-        yield text
+        for path in _iter_files([item], exclude):
+            if max_total_bytes is not None and stats.bytes_used >= max_total_bytes:
+                return
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                logger.warning("skipping unreadable training file %s: %s", path, error)
+                stats.files_unreadable += 1
+                continue
+            if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+                stats.files_skipped_binary += 1
+                continue
+            text = data.decode("utf-8", errors="ignore")
+            if not text:
+                continue
+            stats.files_used += 1
+            stats.bytes_used += len(data)
+            yield text
 
 
 # -----------------------------------------------------------------------------
@@ -143,7 +171,8 @@ def train_tokenizer(
 
     Args:
         files: files and/or folders (searched recursively; binary files and VCS/cache folders are skipped). Files
-            are read as UTF-8, undecodable bytes dropped.
+            are read as UTF-8, undecodable bytes dropped. A `repolm data build` folder or a .jsonl[.zst] file gives
+            its samples' texts instead (a build folder: its training samples only, never its held-out ones).
         vocab_size: N, the number of BPE ids (0..N-1); the leftovers and special tokens follow at N..N+21, so the
             tokenizer has N + 22 ids. 32000 gives DeepSeek-Coder's ids.
         min_frequency: a pair must occur this often to be merged.
