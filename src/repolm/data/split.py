@@ -16,7 +16,6 @@ on any machine, for any number of tasks.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
