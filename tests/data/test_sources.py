@@ -339,3 +339,14 @@ def test_read_rates_of_the_default_corpus():
             "%s: %d files, %.1f MB, %d errors, %.1f MB/s", source.name, files, size / 1e6, errors, size / 1e6 / seconds
         )
         assert files > 0 and errors < files // 10
+
+
+def test_repositories_patterns_select_what_a_source_reads():
+    sources = {source.name: source for source in default_sources()[0]}
+    stdlib = SourceConfig(name="stdlib", format="stdlib", repositories=["json", "stdlib/email", "xml*"])
+    assert {unit.repo for unit in list_units(stdlib)} == {"stdlib/json", "stdlib/email", "stdlib/xml", "stdlib/xmlrpc"}
+    with pytest.raises(RepolmError, match="select none"):
+        list_units(SourceConfig(name="stdlib", format="stdlib", repositories=["no-such-package"]))
+    with pytest.raises(RepolmError, match="repositories must be a list"):
+        SourceConfig(name="stdlib", format="stdlib", repositories="json")
+    assert "stdlib" in sources

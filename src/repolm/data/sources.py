@@ -30,6 +30,7 @@ files are code is left to the later stages: binary files pass through as bytes.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ import re
 import sysconfig
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from repolm.data.records import KIND_CODE, KINDS, Repository
@@ -97,6 +98,9 @@ class SourceConfig:
         format: one of `FORMATS`; "auto" detects it from the path.
         weight: the mixture weight of this source within its kind (> 0).
         max_file_bytes: files larger than this are not read (`SourceFile.error` = "too-large: N bytes").
+        repositories: glob patterns (fnmatch) of the repositories to read, matched against the name inside the
+            source ("email", "java.*", "linux") and the full name ("stdlib/email"); empty = all. Only for sources
+            that list their repositories (not JSONL/Parquet corpora, whose names are in the rows).
     """
 
     name: str
@@ -105,6 +109,7 @@ class SourceConfig:
     format: str = "auto"
     weight: float = 1.0
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    repositories: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _SOURCE_NAME.fullmatch(self.name):
@@ -123,6 +128,8 @@ class SourceConfig:
             raise RepolmError(f"{where}: weight must be a number > 0, got {self.weight!r}")
         if isinstance(self.max_file_bytes, bool) or not isinstance(self.max_file_bytes, int) or self.max_file_bytes < 1:
             raise RepolmError(f"{where}: max_file_bytes must be an integer >= 1, got {self.max_file_bytes!r}")
+        if not isinstance(self.repositories, list) or not all(isinstance(item, str) for item in self.repositories):
+            raise RepolmError(f"{where}: repositories must be a list of glob patterns, got {self.repositories!r}")
 
 
 @dataclass(frozen=True)
@@ -333,7 +340,26 @@ def _corpus_files(path: Path, suffixes: Sequence[str]) -> list[Path]:
 
 
 def list_units(source: SourceConfig) -> list[SourceUnit]:
-    """The source's units of work, in a deterministic (sorted) order. Raises `RepolmError` for a bad path or format."""
+    """The source's units of work, in a deterministic (sorted) order, only the repositories that
+    `source.repositories` selects. Raises `RepolmError` for a bad path or format, or patterns that select nothing."""
+    units = _all_units(source)
+    if not source.repositories:
+        return units
+    if any(not unit.repo for unit in units):
+        raise RepolmError(f"source {source.name!r}: repositories: only for sources that list repositories")
+
+    def selected(unit: SourceUnit) -> bool:
+        inside = unit.repo.split("/", 1)[-1]
+        return any(fnmatch.fnmatchcase(inside, pattern) or fnmatch.fnmatchcase(unit.repo, pattern)
+                   for pattern in source.repositories)  # fmt: skip
+
+    chosen = [unit for unit in units if selected(unit)]
+    if not chosen:
+        raise RepolmError(f"source {source.name!r}: repositories {source.repositories} select none of its repositories")
+    return chosen
+
+
+def _all_units(source: SourceConfig) -> list[SourceUnit]:
     path = _locate(source)
     resolved = _resolved_format(source, path)
     name = source.name
