@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from repolm.cli.inference import add_generation_options, add_inference_parsers, load_generator, sampling_params
+from repolm.cli.recipe import add_recipe_parsers
 from repolm.errors import RepolmError
 
 SANDBOX_CHOICES = {
@@ -29,6 +30,7 @@ logger = logging.getLogger("repolm")
 
 STAGES = """\
 stages of the recipe (DeepSeek-Coder): data -> tokenizer -> model/train -> infer -> eval
+  recipe run        the whole recipe as one resumable job: data -> ... -> eval -> report (make demo)
   data build        repositories -> filtered, dependency-ordered, deduplicated, decontaminated samples
   data tokenize     samples -> token shards, with fill-in-the-middle (PSM 50% by default)
   data instructions source code -> instruction pairs (docstrings, tests, signatures), decontaminated
@@ -469,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
+    add_recipe_parsers(commands, common)
 
     data = commands.add_parser("data", help="build repository-level training data")
     data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)

@@ -1,7 +1,8 @@
 """`repolm data instructions`: instruction pairs mined from source code, deduplicated, decontaminated and counted.
 
 Inputs (`--input`, repeatable): a `repolm data build` output folder (its `data/<kind>/*.jsonl.zst` samples, cut back
-into files at their `offsets`, each file's path-comment header removed), or a source folder or file (walked in name
+into files at their `offsets`, each file's path-comment header removed; also a build's `data/` or `heldout/` folder
+itself), or a source folder or file (walked in name
 order; hidden and vendored folders, files over 1 MB, files that are not UTF-8 and files of languages that are not
 mined are skipped and counted).
 
@@ -166,9 +167,9 @@ class MiningReport:
 
 
 def _build_output_files(folder: Path) -> list[Path]:
-    data = folder / "data"
-    if not data.is_dir():
-        return []
+    """A build folder's training samples (`data/<kind>/`), or the samples of a folder of kinds (a build's `data/`
+    or `heldout/` itself)."""
+    data = folder / "data" if (folder / "data").is_dir() else folder
     return sorted(path for path in data.glob("*/*.jsonl.zst") if path.is_file())
 
 

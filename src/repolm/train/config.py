@@ -302,14 +302,19 @@ def _looks_like_float(text: str) -> bool:
     return bool(_EXPONENT_NUMBER.fullmatch(text.strip()))
 
 
-def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Reads a YAML run config (None: defaults only), applies dotted `overrides` and checks it (`prepare_run`)."""
+def load_train_config(
+    path: str | Path | None, overrides: dict[str, Any] | None = None, check_files: bool = True
+) -> TrainConfig:
+    """Reads a YAML run config (None: defaults only), applies dotted `overrides` and checks it: its keys and values,
+    then (`check_files`) what it reads from the filesystem (`prepare_run`); the recipe checks a stage's config before
+    the stages it reads from have run."""
     where = str(path) if path is not None else "config"
     mapping = read_yaml_mapping(path, "--config") if path is not None else {}
     _floats_from_strings(mapping)
     apply_overrides(mapping, overrides or {})
     config = from_mapping(TrainConfig, mapping, where, "")
-    prepare_run(config, where)
+    if check_files:
+        prepare_run(config, where)
     return config
 
 
