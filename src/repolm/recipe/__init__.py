@@ -1,0 +1,1 @@
+"""The main job: chains every stage of the recipe into one run."""
