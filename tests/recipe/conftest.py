@@ -73,7 +73,7 @@ model:
 data:
   format: instructions
   folder: instructions.jsonl
-  sequence_length: 256
+  sequence_length: 2048
   validation_share: 0.1
 optimizer:
   lr: 1.0e-3
@@ -81,7 +81,7 @@ schedule:
   kind: cosine
   warmup_steps: 1
 batch:
-  micro_batch_size: 2
+  micro_batch_size: 1
 max_steps: 4
 checkpoint:
   every_steps: 2
@@ -102,7 +102,7 @@ def recipe_text(corpus: Path, **sections: str) -> str:
             f"\n  heldout_fraction: 0.25\n  overrides:\n    run.tasks: 1\n    decontamination.enabled: false\n"
             f"    sources: [{{name: stdlib, path: {corpus}, format: repos}}]"
         ),
-        "tokenizer": "\n  vocab_size: 300",
+        "tokenizer": "\n  vocab_size: 600",
         "pretrain": "\n  config: pretrain.yaml",
         "long_context": "\n  enabled: true\n  config: long_context.yaml",
         "sft": "\n  enabled: true\n  config: sft.yaml\n  instructions: {kinds: [docstring-to-function]}",

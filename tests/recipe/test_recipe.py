@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.recipe.conftest import REPO_ROOT, recipe_text, run_recipe_cli
 
 from repolm.errors import RepolmError
 from repolm.recipe.config import STAGES, load_recipe_config, scaled
-from tests.recipe.conftest import REPO_ROOT, recipe_text, run_recipe_cli
 
 
 def markers(output: Path) -> dict[str, dict]:
@@ -83,7 +83,6 @@ def _wait_for(path_glob: Path, pattern: str, process: subprocess.Popen, seconds:
     raise AssertionError(f"{pattern} did not appear within {seconds} s")
 
 
-@pytest.mark.slow
 def test_recipe_runs_end_to_end_and_resumes_after_kill_9(recipe_folder):
     """Killed (SIGKILL) during pretraining and run again: the finished stages are skipped (their markers are not
     rewritten), pretraining continues from its last checkpoint, and every stage ends with its marker and outputs."""
