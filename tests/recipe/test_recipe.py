@@ -90,7 +90,9 @@ def test_recipe_runs_end_to_end_and_resumes_after_kill_9(recipe_folder):
     command = [sys.executable, "-m", "repolm", "recipe", "run", str(recipe_folder / "recipe.yaml"), "--output",
                str(output)]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, env=environment, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         _wait_for(output / "pretrain" / "checkpoints", "step_*", process, 300)
         process.send_signal(signal.SIGKILL)
@@ -137,7 +139,7 @@ def test_read_only_output_fails_with_one_line_and_keeps_finished_stages(recipe_f
     if os.geteuid() == 0:  # root writes through file modes: a read-only bind mount in a private mount namespace
         if shutil.which("unshare") is None:
             pytest.skip("running as root without unshare: cannot make a read-only folder")
-        wrapper = f"mount --bind -o ro {output} {output} && exec \"$@\""
+        wrapper = f'mount --bind -o ro {output} {output} && exec "$@"'
         prefix = ("unshare", "--mount", "sh", "-c", wrapper, "sh")
         result = run_recipe_cli(*arguments, prefix=prefix)
         if "mount:" in result.stderr:

@@ -209,7 +209,8 @@ def validate(config: RecipeConfig, where: str, base: Path) -> RecipeConfig:
     _check(config.budget_minutes > 0, where, "budget_minutes", f"must be > 0, got {config.budget_minutes}")
     _check(config.device in ("auto", "cpu", "cuda"), where, "device", f"auto, cpu or cuda, got {config.device!r}")
     data = config.data
-    _check(0 < data.heldout_fraction < 1, where, "data.heldout_fraction", f"must be in (0, 1), got {data.heldout_fraction}")
+    fraction = data.heldout_fraction
+    _check(0 < fraction < 1, where, "data.heldout_fraction", f"must be in (0, 1), got {fraction}")
     data.config = _resolve_file(data.config, base, where, "data.config")
     try:
         ensure_sources_exist(load_build_config(data.config, dict(data.overrides)).sources)
@@ -219,9 +220,7 @@ def validate(config: RecipeConfig, where: str, base: Path) -> RecipeConfig:
     _check(config.tokenizer.max_megabytes >= 0, where, "tokenizer.max_megabytes", "must be >= 0 (0 = all)")
     tokenize = config.tokenize
     try:
-        FimConfig(
-            rate=tokenize.fim_rate, mode=tokenize.fim_mode, spm_rate=tokenize.fim_spm_rate, msp_spans=tokenize.fim_msp_spans
-        )
+        FimConfig(tokenize.fim_rate, tokenize.fim_mode, tokenize.fim_spm_rate, msp_spans=tokenize.fim_msp_spans)
     except (RepolmError, ValueError) as error:
         raise RepolmError(f"{where}: tokenize: {error}") from None
     for name in TRAINING_STAGES:

@@ -169,8 +169,8 @@ def _command(run: RecipeRun) -> str:
     return "\n".join(
         [
             f"repolm eval loss --model {model} --data {run.heldout_samples}",
-            f"repolm eval crossfile build --repos <held-out repositories> --output {run.folder('eval')}/crossfile-bench",
-            f"repolm eval crossfile run --bench {run.folder('eval')}/crossfile-bench --model {model}",
+            f"repolm eval crossfile build --repos <held-out repositories> --output {run.folder('eval')}/crossfile",
+            f"repolm eval crossfile run --bench {run.folder('eval')}/crossfile --model {model}",
             f"repolm eval humaneval --model {model} --limit {settings.humaneval_problems}",
             f"repolm eval mbpp --model {model} --limit {settings.mbpp_problems}",
             f"repolm eval infilling-single --model {model} --limit {settings.humaneval_infilling_problems}",

@@ -277,7 +277,7 @@ def _measure_step_seconds(run: RecipeRun, name: str) -> float:
     records = [record for record in read_metrics(scratch) if "loss" in record and "elapsed_seconds" in record]
     shutil.rmtree(scratch, ignore_errors=True)
     if len(records) < 3:
-        raise RepolmError(f"stage {name}: the calibration run logged {len(records)} steps, expected {CALIBRATION_STEPS}")
+        raise RepolmError(f"the calibration run logged {len(records)} steps, expected {CALIBRATION_STEPS}")
     first, last = records[1], records[-1]
     return (last["elapsed_seconds"] - first["elapsed_seconds"]) / (last["step"] - first["step"])
 
@@ -321,7 +321,8 @@ def _training_command(name: str) -> Callable[[RecipeRun], str]:
         if stage.minutes > 0:
             lines[0] += f"   # max_steps sized to {stage.minutes:.1f} minutes from a measured step"
             if run.config.sft.instructions.file is None:
-                lines.insert(0, f"repolm data instructions --input {run.data_samples} --output {instructions_file(run)}")
+                mined = instructions_file(run)
+                lines.insert(0, f"repolm data instructions --input {run.data_samples} --output {mined}")
         if name == _base_export_stage(run.config):
             lines.append(f"repolm export --checkpoint {run.folder(name)} --output {run.base_model}")
         return "\n".join(lines)
@@ -416,4 +417,3 @@ def preparation_stages() -> list[Stage]:
         Stage("tokenizer", "byte-level BPE on the training samples", _tokenizer_command, _tokenizer_work),
         Stage("tokenize", "samples -> token shards with fill-in-the-middle", _tokenize_command, _tokenize_work),
     ]
-
