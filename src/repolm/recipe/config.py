@@ -17,6 +17,7 @@ stages and the work of the evaluation by M / budget_minutes, so one config serve
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,10 @@ class RecipeConfig:
         device: "auto" (CUDA when present), "cpu" or "cuda": every training and evaluation stage uses it.
         seed: the seed of every stage that has none of its own.
         data, tokenizer, tokenize, pretrain, long_context, sft, eval: the stages.
+        arms: an ablation: {arm name: {dotted key of this config: value}}; every arm runs as a recipe of its own
+            with the same budget, in `OUT/<arm>/` (see `repolm.recipe.arms`). Empty: one run.
+        claims: an ablation's findings to check, each {"text": the paper's finding, "conditions": ["ARM.FIGURE <
+            ARM.FIGURE", ...]} (see `repolm.recipe.arms.check_claims`).
     """
 
     description: str = ""
@@ -179,6 +184,8 @@ class RecipeConfig:
     long_context: TrainingStage = field(default_factory=lambda: TrainingStage(enabled=False))
     sft: SftStage = field(default_factory=lambda: SftStage(enabled=False))
     eval: EvalStage = field(default_factory=EvalStage)
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    claims: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -246,6 +253,12 @@ def validate(config: RecipeConfig, where: str, base: Path) -> RecipeConfig:
         _check(value >= 0, where, f"eval.{item.name}", f"must be >= 0, got {value}")
     _check(config.eval.max_seq_len >= 64, where, "eval.max_seq_len", "must be >= 64")
     _check(config.eval.batch_size >= 1, where, "eval.batch_size", "must be >= 1")
+    for name in config.arms:
+        _check(re.fullmatch(r"[\w-]+", name) is not None and name not in STAGES, where, f"arms.{name}",
+               "an arm name is a word (letters, digits, _ and -) other than a stage name")  # fmt: skip
+    for claim in config.claims:
+        _check(isinstance(claim, dict) and set(claim) <= {"text", "conditions"}, where, "claims",
+               "each claim is {text: ..., conditions: [...]}")  # fmt: skip
     return config
 
 

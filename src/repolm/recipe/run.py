@@ -114,45 +114,38 @@ def plan_lines(run: RecipeRun, stages: list[Stage]) -> list[str]:
     return lines
 
 
-def run_recipe(
-    config_path: str | Path,
-    output: str | Path,
-    budget_minutes: float | None = None,
-    from_stage: str | None = None,
-    dry_run: bool = False,
-    announce=print,
-) -> list[StageOutcome]:
-    """Runs (or resumes, or with `dry_run` only prints) a recipe; returns what each stage did."""
-    config, factor = scaled(load_recipe_config(config_path), budget_minutes)
-    if from_stage is not None and from_stage not in STAGES:
-        raise RepolmError(f"--from {from_stage}: not a stage (stages: {', '.join(STAGES)})")
-    run = RecipeRun(config, Path(output).resolve(), factor)
-    stages = all_stages()
-    if dry_run:
-        for line in plan_lines(run, stages):
-            announce(line)
-        return []
-    _check_writable(run.output)
-    if from_stage is not None:
-        again = STAGES[STAGES.index(from_stage) :]
-        for name in again:
-            shutil.rmtree(run.folder(name), ignore_errors=True)
-        if {"pretrain", "long_context"} & set(again):
-            shutil.rmtree(run.base_model, ignore_errors=True)
-        if "sft" in again:
-            shutil.rmtree(run.instruct_model, ignore_errors=True)
-        (run.output / RECIPE_FILE).unlink(missing_ok=True)
+def _restart_from(run: RecipeRun, from_stage: str) -> None:
+    """Deletes `from_stage`'s folder and those of the stages after it (and the models they exported)."""
+    again = STAGES[STAGES.index(from_stage) :]
+    for name in again:
+        path = run.folder(name)
+        if path.is_symlink():  # an ablation arm's stage shared with an earlier arm: unlink, never delete theirs
+            path.unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    exported = [("model", {"pretrain", "long_context"}), ("instruct", {"sft"})]
+    for name, owners in exported:
+        if owners & set(again):
+            path = run.folder(name)
+            path.unlink() if path.is_symlink() else shutil.rmtree(path, ignore_errors=True)
+    (run.output / RECIPE_FILE).unlink(missing_ok=True)
+
+
+def run_stages(run: RecipeRun, stages: list[Stage], announce, prefix: str = "") -> list[StageOutcome]:
+    """Runs the stages of one run that have no marker, in order, writing each marker when the stage ends."""
+    config = run.config
     _check_same_run(run.output, config)
     started_run = time.time()
     outcomes = []
     for number, stage in enumerate(stages, start=1):
-        heading = f"[{number}/{len(stages)}] {stage.name}"
+        heading = f"{prefix}[{number}/{len(stages)}] {stage.name}"
         if not stage.enabled(config):
             announce(f"{heading}: disabled by the config")
             outcomes.append(StageOutcome(stage.name, "disabled", 0.0))
             continue
         if marker := done_marker(run.output, stage.name):
-            announce(f"{heading}: finished before ({marker['seconds']:.0f} s), skipped")
+            shared = " (shared with an earlier arm)" if run.folder(stage.name).is_symlink() else ""
+            announce(f"{heading}: finished before ({marker['seconds']:.0f} s){shared}, skipped")
             outcomes.append(StageOutcome(stage.name, "skipped (finished before)", 0.0))
             continue
         left = config.budget_minutes - (time.time() - started_run) / 60
@@ -177,4 +170,58 @@ def run_recipe(
         write_file_atomically(run.folder(stage.name) / DONE_FILE, json.dumps(marker, indent=1, default=str))
         announce(f"{heading}: done in {finished - started:.0f} s")
         outcomes.append(StageOutcome(stage.name, "done", finished - started))
+    return outcomes
+
+
+def run_recipe(
+    config_path: str | Path,
+    output: str | Path,
+    budget_minutes: float | None = None,
+    from_stage: str | None = None,
+    dry_run: bool = False,
+    announce=print,
+) -> list[StageOutcome]:
+    """Runs (or resumes, or with `dry_run` only prints) a recipe, or each arm of an ablation; returns what each
+    stage did."""
+    from repolm.recipe.arms import arm_config, link_shared_stages, stage_fingerprints, write_comparison
+
+    config, factor = scaled(load_recipe_config(config_path), budget_minutes)
+    if from_stage is not None and from_stage not in STAGES:
+        raise RepolmError(f"--from {from_stage}: not a stage (stages: {', '.join(STAGES)})")
+    output = Path(output).resolve()
+    stages = all_stages()
+    if not config.arms:
+        runs = [RecipeRun(config, output, factor)]
+    else:
+        where, folder = str(config_path), Path(config_path).resolve().parent
+        runs = [
+            RecipeRun(arm_config(config, overrides, f"{where}: arms.{name}", folder), output / name, factor)
+            for name, overrides in config.arms.items()
+        ]
+    if dry_run:
+        for run in runs:
+            if config.arms:
+                announce(f"== arm {run.output.name}: {config.arms[run.output.name]}")
+            for line in plan_lines(run, stages):
+                announce(line)
+        return []
+    _check_writable(output)
+    outcomes, earlier = [], []
+    for run in runs:
+        if from_stage is not None:
+            _restart_from(run, from_stage)
+        prefix = ""
+        if config.arms:
+            prefix = f"{run.output.name} "
+            fingerprints = stage_fingerprints(run.config)
+            base_stage = "long_context" if run.config.long_context.enabled else "pretrain"
+            link_shared_stages(run.output, earlier, fingerprints, base_stage)
+            earlier.append((run.output, fingerprints))
+            write_file_atomically(output / RECIPE_FILE, json.dumps(json.loads(json.dumps(config.to_dict())), indent=1))
+        outcomes += run_stages(run, stages, announce, prefix)
+    if config.arms:
+        comparison = write_comparison(output, list(config.arms), config.claims)
+        announce(f"ablation: {output / 'ablation.md'} ({len(comparison['figures'])} figures, "
+                 f"{sum(claim['holds'] is True for claim in comparison['claims'])} of {len(comparison['claims'])} "
+                 "findings hold)")  # fmt: skip
     return outcomes

@@ -320,9 +320,9 @@ def _training_command(name: str) -> Callable[[RecipeRun], str]:
             lines[0] += f" --output {run.instruct_model}"
         if stage.minutes > 0:
             lines[0] += f"   # max_steps sized to {stage.minutes:.1f} minutes from a measured step"
-            if run.config.sft.instructions.file is None:
-                mined = instructions_file(run)
-                lines.insert(0, f"repolm data instructions --input {run.data_samples} --output {mined}")
+        if name == "sft" and run.config.sft.instructions.file is None:
+            mined = instructions_file(run)
+            lines.insert(0, f"repolm data instructions --input {run.data_samples} --output {mined}")
         if name == _base_export_stage(run.config):
             lines.append(f"repolm export --checkpoint {run.folder(name)} --output {run.base_model}")
         return "\n".join(lines)
