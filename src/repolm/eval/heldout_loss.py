@@ -29,6 +29,10 @@ What is scored, exactly:
 
 bits per byte = total NLL / ln 2 / bytes. Also returned: tokens, bytes, loss per token (nats), bits per token,
 bytes per token, documents, windows, and what produced them.
+
+`token_nats` is the scorer underneath: the NLL of every token of id sequences, windowed as above
+(`window_spans`) and batched across sequences; `repolm.eval.heldout_tasks` uses it to attribute each token's NLL to
+a language and to score FIM middles alone.
 """
 
 from __future__ import annotations
@@ -38,16 +42,21 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from tqdm import tqdm
 
 from repolm.errors import RepolmError, one_line
 from repolm.infer.text import load_model_and_tokenizer
 from repolm.tokenizer.corpus import DATA_SUFFIXES, is_validation, read_documents
+
+if TYPE_CHECKING:
+    from repolm.model import Transformer
+    from repolm.tokenizer import CodeTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +88,14 @@ def _visible_files(folder: Path) -> list[Path]:
         folder_names[:] = sorted(name for name in folder_names if not name.startswith("."))
         files.extend(Path(root, name) for name in sorted(file_names) if not name.startswith("."))
     return files
+
+
+def data_files(folder: str | os.PathLike) -> list[Path]:
+    """The .jsonl / .jsonl.zst files of a folder in the order `iter_documents` reads them (from its `data/`
+    subfolder when it has one), hidden files and folders left out."""
+    folder = Path(folder)
+    root = folder / "data" if (folder / "data").is_dir() else folder
+    return [file for file in _visible_files(root) if _is_jsonl(file)]
 
 
 def _plain_document(path: Path, document_id: str, counts: _Counts) -> HeldoutDocument | None:
@@ -137,19 +154,105 @@ def iter_documents(
                 yield document
 
 
-def _windows(ids: list[int], max_seq_len: int, stride: int) -> Iterator[tuple[list[int], int]]:
-    """(window ids, offset of its first scored token) covering every token of `ids` after the first exactly once."""
+def window_spans(length: int, max_seq_len: int, stride: int) -> Iterator[tuple[int, int, int]]:
+    """(begin, end, first) of the windows `ids[begin:end]` that score a sequence of `length` ids: position `first`
+    (begin < first < end) is the window's first scored position, so that every position after 0 is scored exactly
+    once (see the module docstring)."""
     scored_until = 1
     begin = 0
     while True:
-        end = min(begin + max_seq_len, len(ids))
+        end = min(begin + max_seq_len, length)
         first = max(scored_until, begin + 1)
         if first < end:
-            yield ids[begin:end], first - begin
+            yield begin, end, first
         scored_until = end
-        if end == len(ids):
+        if end >= length:
             return
         begin += stride
+
+
+def token_nats(
+    model: Transformer,
+    sequences: Iterable[Sequence[int]],
+    max_seq_len: int,
+    stride: int | None = None,
+    batch_size: int = 4,
+) -> Iterator[np.ndarray]:
+    """For each id sequence, in order, the NLL (nats, float64) of each of its ids after the first given the ids
+    before it: an array of `len(ids) - 1` values (element i is ids[i + 1]'s). Sequences longer than `max_seq_len`
+    are scored in windows as `heldout_bits_per_byte` scores them (`window_spans`, `stride` default
+    `max_seq_len - 1`). Windows of consecutive sequences share batches of `batch_size` rows (right-padded: the
+    model is causal, so padding is never seen); one device sync per batch. `sequences` is read lazily, so a
+    generator of sequences is scored as it is produced."""
+    import torch
+    import torch.nn.functional as functional
+
+    stride = max_seq_len - 1 if stride is None else stride
+    device = model.embed_tokens.weight.device
+    results: list[np.ndarray] = []  # one per sequence not yet handed out, in order
+    windows_left: list[int] = []
+    handed_out = 0  # sequences yielded so far (index of results[0])
+    pending: list[tuple[int, Sequence[int], int, int, int]] = []  # (sequence, ids, begin, end, first)
+
+    @torch.inference_mode()
+    def score() -> None:
+        length = max(end - begin for _, _, begin, end, _ in pending)
+        batch = torch.zeros(len(pending), length, dtype=torch.long)
+        for row, (_, ids, begin, end, _) in enumerate(pending):
+            batch[row, : end - begin] = torch.tensor(ids[begin:end], dtype=torch.long)
+        batch = batch.to(device)
+        logits = model(batch)  # (B, T, V)
+        rows = []
+        for row, (_, _, begin, end, first) in enumerate(pending):
+            predicted = logits[row, first - begin - 1 : end - begin - 1].float()  # position p predicts p + 1
+            targets = batch[row, first - begin : end - begin]
+            rows.append(functional.cross_entropy(predicted, targets, reduction="none"))
+        values = torch.cat(rows).double().cpu().numpy()  # one device sync per batch
+        at = 0
+        for index, _, _, end, first in pending:
+            results[index - handed_out][first - 1 : end - 1] = values[at : at + end - first]
+            at += end - first
+            windows_left[index - handed_out] -= 1
+        pending.clear()
+
+    def finished() -> Iterator[np.ndarray]:
+        nonlocal handed_out
+        while windows_left and windows_left[0] == 0:
+            windows_left.pop(0)
+            handed_out += 1
+            yield results.pop(0)
+
+    for index, ids in enumerate(sequences):
+        results.append(np.zeros(max(len(ids) - 1, 0), dtype=np.float64))
+        windows_left.append(0)
+        for begin, end, first in window_spans(len(ids), max_seq_len, stride):
+            pending.append((index, ids, begin, end, first))
+            windows_left[-1] += 1
+            if len(pending) == batch_size:
+                score()
+        yield from finished()
+    if pending:
+        score()
+    yield from finished()
+
+
+def start_token(tokenizer: CodeTokenizer, context_start: ContextStart, where: str | os.PathLike) -> tuple[str, int]:
+    """("bos" or "eos", its id): the unscored token that starts every scored document (see the module docstring);
+    RepolmError naming `where` when the tokenizer lacks it."""
+    if context_start not in ("auto", "bos", "eos"):
+        raise RepolmError(f"context_start must be auto, bos or eos, got {context_start!r}")
+    if context_start == "auto":
+        context_start = "bos" if tokenizer.add_bos_token and tokenizer.bos_id is not None else "eos"
+    start_id = tokenizer.bos_id if context_start == "bos" else tokenizer.eos_id
+    if start_id is None:
+        raise RepolmError(f"{where}: the tokenizer has no {context_start} token to start documents with")
+    return context_start, start_id
+
+
+def cut_to_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, at a character boundary."""
+    encoded = text.encode("utf-8")
+    return text if len(encoded) <= limit else encoded[:limit].decode("utf-8", "ignore")
 
 
 def heldout_bits_per_byte(
@@ -171,9 +274,6 @@ def heldout_bits_per_byte(
     See the module docstring for the data it reads and exactly what is counted. RepolmError on a bad path, bad
     options, or when there is no document to score.
     """
-    import torch
-    import torch.nn.functional as functional
-
     if max_seq_len < 2:
         raise RepolmError(f"max_seq_len must be >= 2, got {max_seq_len}")
     stride = max_seq_len - 1 if stride is None else stride
@@ -185,8 +285,6 @@ def heldout_bits_per_byte(
         raise RepolmError(f"max_bytes must be >= 1, got {max_bytes}")
     if validation_fraction is not None and not 0 < validation_fraction <= 1:
         raise RepolmError(f"validation_fraction must be in (0, 1], got {validation_fraction}")
-    if context_start not in ("auto", "bos", "eos"):
-        raise RepolmError(f"context_start must be auto, bos or eos, got {context_start!r}")
     counts = _Counts()
     described = data if isinstance(data, str | os.PathLike) else ", ".join(map(str, data))
     documents = iter_documents(data, data_format, counts)
@@ -196,66 +294,37 @@ def heldout_bits_per_byte(
 
     started = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(model_dir, device, dtype)
-    tokenizer.backend.encode_special_tokens = True  # special-token strings in code are plain text, as in training
-    if context_start == "auto":
-        context_start = "bos" if tokenizer.add_bos_token and tokenizer.bos_id is not None else "eos"
-    start_id = tokenizer.bos_id if context_start == "bos" else tokenizer.eos_id
-    if start_id is None:
-        raise RepolmError(f"{model_dir}: the tokenizer has no {context_start} token to start documents with")
+    context_start, start_id = start_token(tokenizer, context_start, model_dir)
     model_device = model.embed_tokens.weight.device
 
     total_nats = 0.0
     totals = {"documents": 0, "tokens": 0, "bytes": 0, "windows": 0}
-    pending: list[tuple[list[int], int]] = []
 
-    @torch.inference_mode()
-    def score(windows: list[tuple[list[int], int]]) -> float:
-        """Summed NLL (nats) of the scored tokens of a batch of windows (right-padded; causal, so padding is unseen)."""
-        length = max(len(ids) for ids, _ in windows)
-        batch = torch.zeros(len(windows), length, dtype=torch.long)
-        for row, (ids, _) in enumerate(windows):
-            batch[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        batch = batch.to(model_device)
-        logits = model(batch)  # (B, T, V)
-        row_nats = []
-        for row, (ids, first) in enumerate(windows):
-            predicted = logits[row, first - 1 : len(ids) - 1].float()  # position p predicts token p + 1
-            targets = batch[row, first : len(ids)]
-            row_nats.append(functional.cross_entropy(predicted, targets, reduction="sum").double())
-        return torch.stack(row_nats).sum().item()  # one device sync per batch
-
-    remaining = max_bytes
-    bar = tqdm(desc="held-out loss", unit="doc", disable=not progress)
-    try:
+    def sequences() -> Iterator[list[int]]:
+        remaining = max_bytes
         for document in itertools.chain([first_document], documents):
             if remaining is not None and remaining <= 0:
-                break
+                return
             if validation_fraction is not None and not is_validation(document.id, validation_fraction):
                 continue
-            text = document.text
-            encoded = text.encode("utf-8")
-            if remaining is not None and len(encoded) > remaining:
-                text = encoded[:remaining].decode("utf-8", "ignore")  # cut at a character boundary
-                encoded = text.encode("utf-8")
+            text = document.text if remaining is None else cut_to_bytes(document.text, remaining)
             if not text:
                 continue
-            ids = [start_id, *tokenizer.encode(text)]
+            size = len(text.encode("utf-8"))
+            # special-token strings in code are plain text, as `repolm data tokenize` encodes them
+            ids = [start_id, *tokenizer.encode(text, literal_special_tokens=True)]
             totals["documents"] += 1
             totals["tokens"] += len(ids) - 1
-            totals["bytes"] += len(encoded)
-            for window in _windows(ids, max_seq_len, stride):
-                pending.append(window)
-                totals["windows"] += 1
-                if len(pending) == batch_size:
-                    total_nats += score(pending)
-                    pending = []
-            bar.update(1)
+            totals["bytes"] += size
+            totals["windows"] += sum(1 for _ in window_spans(len(ids), max_seq_len, stride))
             if remaining is not None:
-                remaining -= len(encoded)
-        if pending:
-            total_nats += score(pending)
-    finally:
-        bar.close()
+                remaining -= size
+            yield ids
+
+    with tqdm(desc="held-out loss", unit="doc", disable=not progress) as bar:
+        for nats in token_nats(model, sequences(), max_seq_len, stride, batch_size):
+            total_nats += float(nats.sum())
+            bar.update(1)
 
     if totals["tokens"] == 0:
         raise RepolmError(f"held-out data {described}: no documents to score")
