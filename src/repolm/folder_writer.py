@@ -32,12 +32,15 @@ from repolm.errors import RepolmError, one_line
 logger = logging.getLogger(__name__)
 
 
-def write_file_atomically(path: Path, text: str) -> None:
-    """Writes one text file (UTF-8) so that readers see the old content or the new, never a part: a sibling
-    `<name>.partial` is written, then renamed over `path`."""
+def write_file_atomically(path: Path, text: str | bytes) -> None:
+    """Writes one file (text as UTF-8, or bytes) so that readers see the old content or the new, never a part: a
+    sibling `<name>.partial` is written, then renamed over `path`."""
     path = Path(path)
     temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(text, encoding="utf-8")
+    if isinstance(text, bytes):
+        temporary.write_bytes(text)
+    else:
+        temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
 
 

@@ -10,7 +10,12 @@ These are plain dataclasses: every stage can be used on its own, with or without
 
 from __future__ import annotations
 
+import io
+import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # The three kinds of the pre-training mixture (paper section 2: 87% code, 10% code-related English such as
 # GitHub Markdown and StackExchange, 3% code-unrelated natural language).
@@ -117,3 +122,52 @@ class RepoSample:
     def sample_id(self) -> str:
         """A stable id, unique across the corpus: the repository name and the part index."""
         return f"{self.repo}#{self.part}"
+
+
+# -----------------------------------------------------------------------------
+# the samples' file format: one JSON object a line (text, id, repo, files, offsets, languages, source, kind, part),
+# zstandard-compressed, in `<folder>/<kind>/NNNNN.jsonl.zst` (written by the pipeline's output stage)
+
+
+def sample_files(folder: str | os.PathLike) -> list[Path]:
+    """The sample shards of a build's `data/` or `heldout/` folder (`<kind>/*.jsonl.zst`), in name order."""
+    return sorted(path for path in Path(folder).glob("*/*.jsonl.zst") if path.is_file())
+
+
+def read_sample_records(folder: str | os.PathLike) -> Iterator[dict]:
+    """Every sample record of a `data/` or `heldout/` folder, as the JSON objects the build wrote."""
+    import zstandard
+
+    for path in sample_files(folder):
+        with path.open("rb") as raw:
+            for line in io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), encoding="utf-8"):
+                if line.strip():
+                    yield json.loads(line)
+
+
+def write_sample_records(path: str | os.PathLike, records: list[dict]) -> None:
+    """Writes records in the samples' format to one shard `path` (atomically)."""
+    import zstandard
+
+    from repolm.folder_writer import write_file_atomically
+
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(Path(path), zstandard.ZstdCompressor(level=3).compress(lines.encode("utf-8")))
+
+
+def cut_sample_record(record: dict, max_chars: int) -> dict:
+    """The record's first files that fit in `max_chars` characters (at least its first file), cut at a file boundary,
+    with `files`, `offsets` and `languages` to match."""
+    offsets = record.get("offsets") or [0]
+    ends = [*offsets[1:], len(record["text"])]
+    keep = max(1, sum(1 for end in ends if end <= max_chars))
+    if keep >= len(offsets):
+        return record
+    return {
+        **record,
+        "text": record["text"][: offsets[keep]],
+        "files": record["files"][:keep],
+        "offsets": offsets[:keep],
+        "languages": record["languages"][:keep],
+    }

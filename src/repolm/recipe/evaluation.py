@@ -67,6 +67,10 @@ class _Models:
         self.run = run
         self._generators: dict[str, Any] = {}
 
+    def text(self, which: str):
+        """The model's `TextGenerator` (the held-out evaluations take it)."""
+        return self.generator(which).text_generator
+
     def generator(self, which: str):
         from repolm.eval.generators import LocalGenerator
 
@@ -80,7 +84,176 @@ class _Models:
 
 
 # -----------------------------------------------------------------------------
+# the held-out subset: every language of the held-out repositories, in about equal shares
+
+
+SUBSET_FOLDER = "heldout_subset"
+
+
+def _main_language(record: dict[str, Any]) -> str:
+    offsets = record.get("offsets") or [0]
+    ends = [*offsets[1:], len(record["text"])]
+    sizes: dict[str, int] = {}
+    for language, start, end in zip(record["languages"], offsets, ends, strict=True):
+        sizes[language] = sizes.get(language, 0) + end - start
+    return max(sizes, key=sizes.get)
+
+
+def heldout_subset(run: RecipeRun) -> Path:
+    """`OUT/eval/heldout_subset/code/00000.jsonl.zst`: held-out code samples, taken repository after repository in
+    turn for each language until that language has `heldout_megabytes / languages` (samples cut at file
+    boundaries), so that every held-out language is scored and the work is bounded. Written once."""
+    from repolm.data.records import KIND_CODE, cut_sample_record, read_sample_records, write_sample_records
+
+    target = run.folder("eval") / SUBSET_FOLDER / KIND_CODE / "00000.jsonl.zst"
+    if target.is_file():
+        return target.parent.parent
+    by_language: dict[str, list[dict[str, Any]]] = {}
+    for record in read_sample_records(run.heldout_samples):
+        if record.get("kind") == KIND_CODE:
+            by_language.setdefault(_main_language(record), []).append(record)
+    if not by_language:
+        raise RepolmError(f"{run.heldout_samples}: no held-out code samples")
+    budget = run.config.eval.heldout_megabytes * 1e6 / len(by_language)
+    chosen = []
+    for records in by_language.values():
+        used = 0.0
+        for record in records:
+            if used >= budget:
+                break
+            record = cut_sample_record(record, max(1, int(budget - used)))
+            chosen.append(record)
+            used += len(record["text"])
+    write_sample_records(target, chosen)
+    return target.parent.parent
+
+
+# -----------------------------------------------------------------------------
 # parts
+
+
+def _bits_per_byte_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
+    from repolm.eval.heldout_tasks import bits_per_byte_by_language
+
+    result = bits_per_byte_by_language(
+        models.text("base"), heldout_subset(run), max_seq_len=run.config.eval.max_seq_len, batch_size=4
+    )
+    figures = []
+    rows = [*result["languages"].items(), ("all", result["total"])]
+    for language, row in rows:
+        baselines = {"xz -9e": row["xz_bits_per_byte"], "zstd -19": row["zstd_bits_per_byte"]}
+        name = language.lower()
+        figures.append(figure("held-out bits per byte", name, "bits per byte", row["bits_per_byte"], "lower",
+                              baselines, count=row["bytes"]))  # fmt: skip
+        if row["tokens"]:
+            figures.append(figure("tokenizer", name, "bytes per token", row["bytes"] / row["tokens"], "higher",
+                                  count=row["tokens"]))  # fmt: skip
+    return {"figures": figures, "details": result}
+
+
+def _fim_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
+    from repolm.eval.heldout_tasks import fim_middle_loss
+
+    examples = run.config.eval.fim_examples
+    if examples <= 0:
+        return {"figures": [], "skipped": "0 examples in the config"}
+    result = fim_middle_loss(
+        models.text("base"), heldout_subset(run), max_examples=examples, max_seq_len=run.config.eval.max_seq_len
+    )
+    fim, left_to_right = result["fim"], result["left_to_right"]
+    note = "the middle scored after prefix and suffix (PSM) vs after the prefix only"
+    return {
+        "figures": [
+            figure(
+                "FIM",
+                "middles",
+                "bits per byte",
+                fim["bits_per_byte"],
+                "lower",
+                {"left to right (prefix only)": left_to_right["bits_per_byte"]},
+                note=note,
+                count=result["examples"],
+            ),
+            figure(
+                "FIM",
+                "middles",
+                "loss per token",
+                fim["loss_per_token"],
+                "lower",
+                {"left to right (prefix only)": left_to_right["loss_per_token"]},
+                count=result["middle_tokens"],
+            ),
+        ],  # fmt: skip
+        "details": result,
+    }
+
+
+def _infilling_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
+    from repolm.eval.heldout_infilling import line_infilling
+
+    examples = run.config.eval.infilling_examples
+    if examples <= 0:
+        return {"figures": [], "skipped": "0 examples in the config"}
+    result = line_infilling(
+        models.text("base"), heldout_subset(run), max_examples=examples, max_seq_len=run.config.eval.max_seq_len,
+        batch_size=run.config.eval.batch_size,
+    )  # fmt: skip
+    figures = []
+    rows = [("model", result), *result["languages"].items()]
+    for name, row in rows:
+        for metric, key in (("exact match", "exact_match"), ("edit similarity", "edit_similarity")):
+            figures.append(figure("single-line infilling", name.lower(), metric, row[f"model_{key}"], "higher",
+                                  {"BM25 nearest line": row[f"baseline_{key}"]}, count=row["examples"]))  # fmt: skip
+    return {"figures": figures, "details": {key: value for key, value in result.items() if key != "samples"}}
+
+
+def _instruct_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
+    from repolm.eval.heldout_tasks import instruct_format_share
+    from repolm.recipe.stages import heldout_instructions_file
+
+    examples = run.config.eval.instruct_examples
+    instructions = heldout_instructions_file(run)
+    if examples <= 0 or not run.config.sft.enabled:
+        return {"figures": [], "skipped": "no instruct model in this recipe"}
+    if not instructions.is_file():
+        return {"figures": [], "skipped": f"no held-out instructions ({instructions})"}
+    result = instruct_format_share(models.text("instruct"), instructions, max_examples=examples,
+                                   batch_size=run.config.eval.batch_size)  # fmt: skip
+    note = "answers in the ### Response format that end with <|EOT|> within the token budget"
+    return {
+        "figures": [
+            figure(
+                "instruct format",
+                "held-out instructions",
+                "share %",
+                100 * result["share"],
+                "higher",
+                note=note,
+                count=result["answers"],
+            )
+        ],  # fmt: skip
+        "details": result,
+    }
+
+
+def _samples_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
+    from repolm.eval.heldout_infilling import sample_generations
+
+    count = run.config.eval.samples
+    if count <= 0:
+        return {"figures": [], "samples": []}
+    result = sample_generations(models.text("base"), heldout_subset(run), count=count,
+                                max_seq_len=run.config.eval.max_seq_len)  # fmt: skip
+    samples = [
+        {"kind": "completion", "repo": item["repo"], "path": item["path"], "language": item["language"],
+         "prompt": item["prompt_tail"], "model": item["model"], "real": item["real"]}
+        for item in result["completions"]
+    ] + [
+        {"kind": "infill", "repo": item["repo"], "path": item["path"], "language": item["language"],
+         "prompt": item["prefix_tail"], "suffix": item["suffix_head"], "model": item["model"], "real": item["real"]}
+        for item in result["infills"]
+    ]  # fmt: skip
+    return {"figures": [], "samples": samples}
 
 
 def _benchmark_part(task: str, mode: str, group: str, limit_of: Callable[[RecipeRun], int]):
@@ -123,6 +296,11 @@ def _benchmark_part(task: str, mode: str, group: str, limit_of: Callable[[Recipe
 
 
 PARTS: dict[str, Callable[[RecipeRun, _Models], dict[str, Any]]] = {
+    "bits_per_byte": _bits_per_byte_part,
+    "fim": _fim_part,
+    "infilling": _infilling_part,
+    "samples": _samples_part,
+    "instruct_format": _instruct_part,
     "humaneval": _benchmark_part("humaneval", "base", "HumanEval", lambda run: run.config.eval.humaneval_problems),
     "mbpp": _benchmark_part("mbpp", "base", "MBPP", lambda run: run.config.eval.mbpp_problems),
     "humaneval_infilling": _benchmark_part(
