@@ -34,8 +34,10 @@ test: install lint
 test-slow: install
 	$(BIN)/python -m pytest -q -m "slow"
 
+# the whole recipe on this machine's own code: data -> tokenizer -> pretraining -> long context -> SFT -> eval -> report
+# (about 30 minutes on 2 CPU cores; run it again to resume; BUDGET=10 for a quicker, smaller run)
 demo: install
-	bash scripts/demo.sh
+	$(BIN)/python -m repolm recipe run configs/recipes/demo.yaml --output out/demo $(if $(BUDGET),--budget $(BUDGET))
 
 bench: install
 	$(BIN)/python benchmarks/bench_generate.py

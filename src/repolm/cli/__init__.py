@@ -384,6 +384,65 @@ def cmd_eval_loss(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1, default=str))
 
 
+def cmd_eval_crossfile_build(args: argparse.Namespace) -> None:
+    from repolm.eval.crossfile import CrossfileConfig, build_crossfile_benchmark, repositories_in_folder
+
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    config = CrossfileConfig(
+        max_examples=args.max_examples, per_repository=args.per_repository, seed=args.seed,
+        languages=tuple(args.language or ()),
+    )  # fmt: skip
+    meta = build_crossfile_benchmark(repositories_in_folder(args.repos), args.output, config)
+    print(json.dumps(meta, indent=1))
+
+
+def cmd_eval_crossfile_run(args: argparse.Namespace) -> None:
+    from repolm.eval.crossfile import read_benchmark, run_crossfile
+    from repolm.eval.heldout_tasks import load_generator
+
+    read_benchmark(args.bench)  # a missing benchmark fails before the model loads
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    generator = load_generator(args.model, args.device, args.dtype)
+    output = args.output or str(Path(args.bench) / f"run-{Path(args.model).resolve().name}")
+    summary = run_crossfile(
+        args.bench, generator, output, max_seq_len=args.max_seq_len, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, limit=args.limit,
+    )  # fmt: skip
+    for variant, scores in summary["variants"].items():
+        print(
+            f"{variant:9s} EM {scores['exact_match']:.2f}  ES {scores['edit_similarity']:.2f}  "
+            f"identifier EM {scores['identifier_exact_match']:.2f}  F1 {scores['identifier_f1']:.2f}  "
+            f"({scores['count']} examples)"
+        )
+    print(f"run folder {output} (summary.json, results.jsonl)")
+
+
+def _add_crossfile_parsers(tasks, common: argparse.ArgumentParser) -> None:
+    crossfile = tasks.add_parser("crossfile", help="cross-file completion (CrossCodeEval-style): build, run")
+    commands = crossfile.add_subparsers(dest="crossfile_command", metavar="COMMAND", required=True)
+    build = commands.add_parser("build", help="draw a benchmark from a folder of repositories", parents=[common])
+    build.add_argument("--repos", required=True, help="a folder of repositories (each subfolder one)")
+    build.add_argument("--output", required=True, help="benchmark folder to write (examples.jsonl, meta.json)")
+    build.add_argument("--max-examples", type=int, default=200, help="examples in all (default 200)")
+    build.add_argument("--per-repository", type=int, default=20, help="at most this many per repository (20)")
+    build.add_argument("--language", action="append", help="only this language (repeatable)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the drawn lines (default 0)")
+    build.set_defaults(handler=cmd_eval_crossfile_build)
+    run = commands.add_parser(
+        "run", help="score a model without / with retrieved / with oracle context", parents=[common]
+    )
+    run.add_argument("--bench", required=True, help="a benchmark folder of `repolm eval crossfile build`")
+    run.add_argument("--model", required=True, help="model folder")
+    run.add_argument("--output", help="run folder (default BENCH/run-MODEL)")
+    run.add_argument("--limit", type=int, help="only the first N examples")
+    run.add_argument("--max-seq-len", type=int, default=2048, help="prompt + output tokens (the paper: 2048)")
+    run.add_argument("--max-new-tokens", type=int, default=50, help="tokens generated (the paper: 50)")
+    run.add_argument("--batch-size", type=int, default=8, help="prompts per batch (8)")
+    run.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    run.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
+    run.set_defaults(handler=cmd_eval_crossfile_run)
+
+
 def _add_eval_parsers(commands, common: argparse.ArgumentParser) -> None:
     from repolm.eval.tasks import TASKS
 
@@ -448,6 +507,7 @@ def _add_eval_parsers(commands, common: argparse.ArgumentParser) -> None:
     for name in TASKS:
         task = tasks.add_parser(name, help=TASKS[name].description, parents=[options])
         task.set_defaults(handler=cmd_eval)
+    _add_crossfile_parsers(tasks, common)
     loss = tasks.add_parser("loss", help="bits per byte of a model on held-out code", parents=[common])
     loss.add_argument("--model", required=True, help="model folder")
     loss.add_argument("--data", required=True, help="a `repolm data build` folder, a folder of source files or a file")

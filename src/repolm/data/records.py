@@ -171,3 +171,22 @@ def cut_sample_record(record: dict, max_chars: int) -> dict:
         "offsets": offsets[:keep],
         "languages": record["languages"][:keep],
     }
+
+
+def sample_record_files(record: dict) -> list[tuple[str, str, str]]:
+    """(path, language, text) of each file of a sample record: its block cut at `offsets`, without the path header
+    the assembly put in front of it and the separator after it."""
+    from repolm.data.languages import path_header
+
+    text, offsets = record["text"], record.get("offsets") or [0]
+    ends = [*offsets[1:], len(text)]
+    files = []
+    for path, language, start, end in zip(record["files"], record["languages"], offsets, ends, strict=True):
+        block = text[start:end]
+        header = path_header(language, path)
+        if header and block.startswith(header):
+            block = block[len(header) :]
+        if end != len(text) and block.endswith("\n\n"):
+            block = block[:-1]
+        files.append((path, language, block))
+    return files

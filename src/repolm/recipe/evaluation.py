@@ -199,12 +199,55 @@ def _infilling_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
         batch_size=run.config.eval.batch_size,
     )  # fmt: skip
     figures = []
-    rows = [("model", result), *result["languages"].items()]
-    for name, row in rows:
+    rows = [("single-line infilling", "model", result)]
+    rows += [("single-line infilling by language", name.lower(), row) for name, row in result["languages"].items()]
+    for group, name, row in rows:
         for metric, key in (("exact match", "exact_match"), ("edit similarity", "edit_similarity")):
-            figures.append(figure("single-line infilling", name.lower(), metric, row[f"model_{key}"], "higher",
+            figures.append(figure(group, name, metric, row[f"model_{key}"], "higher",
                                   {"BM25 nearest line": row[f"baseline_{key}"]}, count=row["examples"]))  # fmt: skip
     return {"figures": figures, "details": {key: value for key, value in result.items() if key != "samples"}}
+
+
+CROSSFILE_PAPER = {  # DeepSeek-Coder-Base 6.7B on CrossCodeEval Python (paper Table 7)
+    ("retrieval", "exact match"): 16.14, ("retrieval", "edit similarity"): 66.51,
+    ("none", "exact match"): 9.53, ("none", "edit similarity"): 61.65,
+}  # fmt: skip
+
+
+def _crossfile_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
+    from repolm.eval.crossfile import CrossfileConfig, build_crossfile_benchmark, repositories_in_samples, run_crossfile
+
+    examples = run.config.eval.crossfile_examples
+    if examples <= 0:
+        return {"figures": [], "skipped": "0 examples in the config"}
+    bench = run.folder("eval") / "crossfile"
+    if not (bench / "meta.json").is_file():
+        config = CrossfileConfig(max_examples=examples, seed=run.config.seed)
+        build_crossfile_benchmark(repositories_in_samples(run.heldout_samples), bench, config)
+    summary = run_crossfile(bench, models.text("base"), bench / "run", max_seq_len=run.config.eval.max_seq_len,
+                            batch_size=run.config.eval.batch_size)  # fmt: skip
+    figures = []
+    compared_with = {"retrieval": ("no context", "none"), "oracle": ("retrieval", "retrieval")}
+    for variant, scores in summary["variants"].items():
+        for metric, key, group in (
+            ("exact match", "exact_match", "cross-file completion"),
+            ("edit similarity", "edit_similarity", "cross-file completion"),
+            ("identifier exact match", "identifier_exact_match", "cross-file completion (identifiers)"),
+            ("identifier F1", "identifier_f1", "cross-file completion (identifiers)"),
+        ):
+            baseline = compared_with.get(variant)
+            baselines = {baseline[0]: summary["variants"][baseline[1]][key]} if baseline else {}
+            reference = CROSSFILE_PAPER.get((variant, metric))
+            paper = None if reference is None else {"value": reference, "model": "DeepSeek-Coder-Base 6.7B",
+                                                     "note": "CrossCodeEval Python"}  # fmt: skip
+            figures.append(figure(group, variant, metric, scores[key], "higher", baselines, paper,
+                                  count=scores["count"]))  # fmt: skip
+    for language, variants in summary["languages"].items():
+        for variant, scores in variants.items():
+            name = f"{variant} ({language.lower()})"
+            figures.append(figure("cross-file completion by language", name, "edit similarity",
+                                  scores["edit_similarity"], "higher", count=scores["count"]))  # fmt: skip
+    return {"figures": figures, "details": summary}
 
 
 def _instruct_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
@@ -299,6 +342,7 @@ PARTS: dict[str, Callable[[RecipeRun, _Models], dict[str, Any]]] = {
     "bits_per_byte": _bits_per_byte_part,
     "fim": _fim_part,
     "infilling": _infilling_part,
+    "crossfile": _crossfile_part,
     "samples": _samples_part,
     "instruct_format": _instruct_part,
     "humaneval": _benchmark_part("humaneval", "base", "HumanEval", lambda run: run.config.eval.humaneval_problems),

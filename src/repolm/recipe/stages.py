@@ -153,6 +153,7 @@ def _tokenizer_work(run: RecipeRun) -> dict[str, Any]:
         vocab_size=settings.vocab_size,
         min_frequency=settings.min_frequency,
         max_total_bytes=int(settings.max_megabytes * 1e6) or None,
+        show_progress=True,
     )
     tokenizer.save(run.folder("tokenizer"))
     return {"ids": len(tokenizer), "bpe_vocab_size": settings.vocab_size}
