@@ -15,7 +15,7 @@ import torch
 from repolm.errors import RepolmError
 from repolm.model import build_model, preset_config
 from repolm.tokenizer.token_shards import TokenShardWriter, write_meta
-from repolm.train.data import Batch, TrainData, document_attention_mask, validation_batches
+from repolm.train.data import Batch, TrainData, document_attention_mask, shuffled_index, validation_batches
 
 EOS = 99
 VOCAB = 100
@@ -82,8 +82,15 @@ def test_windows_cover_each_epoch_without_gaps_or_overlaps(tmp_path: Path) -> No
     total_tokens = sum(map(len, documents))
     windows_per_epoch = (total_tokens - 1) // sequence_length
     orders = []
-    for _epoch in range(2):
-        windows = [windows_of(data.next_batch())[0] for _ in range(windows_per_epoch)]
+    for epoch in range(2):
+        visited = [windows_of(data.next_batch())[0] for _ in range(windows_per_epoch)]
+        # windows are visited in a seeded permutation of their stream positions: put them back in stream order
+        key = (7 * 1_000_003 + epoch) * 1_000_033 + 0
+        windows = [None] * windows_per_epoch
+        for index, window in enumerate(visited):
+            windows[shuffled_index(index, windows_per_epoch, key)] = window
+        in_stream_order = sum(later[0] == earlier[-1] for earlier, later in pairwise(visited))
+        assert in_stream_order < windows_per_epoch // 4  # visited shuffled, not slice after slice
         for previous, window in pairwise(windows):
             assert window[0] == previous[-1]  # stride T: only the boundary token is shared
         stream = windows[0] + [token for window in windows[1:] for token in window[1:]]
@@ -100,6 +107,17 @@ def test_windows_cover_each_epoch_without_gaps_or_overlaps(tmp_path: Path) -> No
         orders.append(complete)
     assert orders[0] != orders[1]  # each epoch draws a new document order
     assert data.source_epochs == [2.0]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 64, 1000, 4097])
+def test_shuffled_index_is_a_permutation_for_every_key(count: int) -> None:
+    for key in (0, 1, 12345):
+        assert sorted(shuffled_index(index, count, key) for index in range(count)) == list(range(count))
+    if count >= 64:
+        assert [shuffled_index(index, count, 1) for index in range(count)] != list(range(count))
+        assert [shuffled_index(index, count, 1) for index in range(count)] != [
+            shuffled_index(index, count, 2) for index in range(count)
+        ]
 
 
 def test_batches_are_deterministic_and_depend_on_the_seed(tmp_path: Path) -> None:
@@ -230,15 +248,18 @@ def test_masked_forward_equals_each_document_run_alone(tmp_path: Path) -> None:
     assert pieces >= 4  # several documents per row were checked
 
 
-def test_validation_batches_are_the_first_windows_in_file_order(tmp_path: Path) -> None:
+def test_validation_batches_are_windows_spread_over_the_folder_in_file_order(tmp_path: Path) -> None:
     documents = random_documents(20, seed=12)
     folder = write_token_folder(tmp_path / "code", documents)
     batches = validation_batches(folder, 10, micro_batch_size=3, max_batches=4)
     assert [batch.input_ids.shape[0] for batch in batches] == [3, 3, 3, 3]
     windows = [window for batch in batches for window in windows_of(batch)]
-    stream = windows[0] + [token for window in windows[1:] for token in window[1:]]
     file_order = [token for document in documents for token in document]
-    assert stream == file_order[: len(stream)]
+    windows_per_epoch = (len(file_order) - 1) // 10
+    for number, window in enumerate(windows):  # window k of 12 is stream window k * windows / 12
+        start = (number * windows_per_epoch // 12) * 10
+        assert window == file_order[start : start + 11]
+    assert windows[-1] != file_order[11 * 10 : 11 * 10 + 11]  # not simply the first 12 windows
     again = validation_batches(folder, 10, micro_batch_size=3, max_batches=4)
     for first, second in zip(batches, again, strict=True):
         assert_batches_equal(first, second)

@@ -58,14 +58,16 @@ EARLY_STEPS = 20  # the early figure: the mean loss of steps 1-20
 # against the scalar kernels (seed 10): other seeds are less calm, so re-measure before changing the run.
 # Deliberately broken runs move them far more (`BROKEN_RUNS`): targets one token further on, +2.3e-3 early; a causal
 # mask that lets each token see the next one, -3.5e-3 early; a warm-up whose first step has lr 0, +2.4e-2 early;
-# each decay of the schedule one step late, -6.7e-3 in the late mean and -5.0e-3 in the last validation loss.
+# each decay of the schedule one step late, -6.2e-3 in the late mean and -3.0e-3 in the last validation loss.
+# (Re-pinned 2026-12-05 when the loader began to visit each epoch's windows in a shuffled order and validation to
+# spread its windows over the folder; AVX-512 and AVX2 agree, 1 and 2 threads to 5e-8.)
 # Tolerances: 1e-5 early (80x the largest spread of any seed, 1/230 of the smallest broken move); 1e-3 late (250x
 # this seed's spread, above the AVX-512/AVX2 spread of every seed measured, 1/5 of the smallest broken move).
 PINNED_FIGURES = {
-    "early_mean_loss": (6.7599852, 1e-5),  # steps 1-20
-    "late_mean_loss": (4.897389, 1e-3),  # steps 181-200
-    "val_loss_100": (5.728085, 1e-3),
-    "val_loss_200": (5.261871, 1e-3),
+    "early_mean_loss": (6.7471388, 1e-5),  # steps 1-20
+    "late_mean_loss": (4.6375745, 1e-3),  # steps 181-200
+    "val_loss_100": (5.5551947, 1e-3),
+    "val_loss_200": (5.1563309, 1e-3),
 }
 
 

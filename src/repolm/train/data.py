@@ -7,7 +7,11 @@ end-of-sentence id) is read as one stream per epoch: its documents in a seeded r
 consecutive windows share exactly one token, the last target of one being the first input of the next. Every
 token of the stream except the first is thus a target exactly once per epoch and no token is wasted on the seam.
 The tail of an epoch that does not fill a window (fewer than T tokens) is dropped; the next epoch starts a fresh
-permutation. A source is repeated (new epochs) as often as the mixture asks for it.
+permutation. A source is repeated (new epochs) as often as the mixture asks for it. The windows of an epoch are
+visited in a seeded pseudo-random order (`shuffled_index`: a 4-round Feistel permutation of the window indices with
+cycle walking, O(1) memory at any corpus size), as Megatron and torchtitan shuffle samples: a repository-level
+document spans hundreds of windows, and taken in stream order every batch would be consecutive slices of one
+repository, with the loss swinging from repository to repository instead of falling.
 
 Mixture. Window `g` of the global sequence (g = 0, 1, 2, ...) comes from the source picked by the `g`-th uniform
 draw of a PCG64 generator seeded with `(seed, 2)`, against the normalized cumulative weights; that source's next
@@ -183,8 +187,12 @@ class _DocumentStream:
         return self.shards.shards[shard_index].document(document - int(self.shard_first_document[shard_index]))
 
     def window(self, window_index: int) -> _Window:
-        """Window `window_index` of the source's window sequence (epoch after epoch)."""
+        """Window `window_index` of the source's window sequence (epoch after epoch; shuffled within an epoch when the
+        stream shuffles)."""
         epoch, index_in_epoch = divmod(window_index, self.windows_per_epoch)
+        if self.shuffle:
+            key = (self.seed * 1_000_003 + epoch) * 1_000_033 + self.source_index
+            index_in_epoch = shuffled_index(index_in_epoch, self.windows_per_epoch, key)
         order, stream_ends = self._epoch(epoch)
         window_start = index_in_epoch * self.sequence_length
         window_stop = window_start + self.sequence_length + 1
@@ -207,6 +215,39 @@ class _DocumentStream:
             position = piece_stop
             in_order += 1
         return _Window(tokens, piece_lengths, documents_started)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(value: int, key: int, round_number: int) -> int:
+    """A 64-bit mixing function (splitmix64's finalizer) of a value, a key and a round number."""
+    z = (value + key * 0x9E3779B97F4A7C15 + round_number * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def shuffled_index(index: int, count: int, key: int) -> int:
+    """The image of `index` under a pseudo-random permutation of range(count) chosen by `key`: a balanced 4-round
+    Feistel network over the smallest even number of bits that holds `count`, applied again while the result is
+    out of range (cycle walking). A bijection for every key, O(1) time on average and no memory."""
+    if not 0 <= index < count:
+        raise ValueError(f"index {index} is outside range({count})")
+    if count <= 2:
+        return index
+    bits = max(2, (count - 1).bit_length())
+    bits += bits % 2
+    half = bits // 2
+    mask = (1 << half) - 1
+    value = index
+    while True:
+        left, right = value >> half, value & mask
+        for round_number in range(4):
+            left, right = right, left ^ (_mix(right, key, round_number) & mask)
+        value = (left << half) | right
+        if value < count:
+            return value
 
 
 def _check_sizes(sequence_length: int, micro_batch_size: int) -> None:
@@ -386,7 +427,9 @@ def validation_batches(
     max_batches: int,
     document_masking: bool = False,
 ) -> list[Batch]:
-    """Up to `max_batches` batches of the folder's first windows, documents in file order, no shuffling.
+    """Up to `max_batches` batches of the folder's windows, documents in file order: windows spread evenly over the
+    whole folder (every `windows / (max_batches * micro_batch_size)`-th one), so that the validation loss covers all
+    its documents, not only the first.
 
     The same windows every call (stride `sequence_length`, as in training); the last batch may hold fewer than
     `micro_batch_size` rows when the folder runs out of windows.
@@ -397,7 +440,8 @@ def validation_batches(
     stream = _DocumentStream(folder, 0, sequence_length, seed=0, shuffle=False)
     num_windows = min(max_batches * micro_batch_size, stream.windows_per_epoch)
     batches = []
+    spread = [index * stream.windows_per_epoch // num_windows for index in range(num_windows)]
     for first in range(0, num_windows, micro_batch_size):
-        windows = [stream.window(index) for index in range(first, min(first + micro_batch_size, num_windows))]
+        windows = [stream.window(spread[index]) for index in range(first, min(first + micro_batch_size, num_windows))]
         batches.append(_make_batch(windows, sequence_length, document_masking))
     return batches
