@@ -238,3 +238,23 @@ def test_default_corpus_imports_of_the_own_name_precede_their_importers(source_n
             in_order += position[dependency] < position[importer]
     assert edges_seen >= 20, f"only {edges_seen} own-name edges outside cycles: the trees are too small to judge"
     assert in_order == edges_seen, f"{edges_seen - in_order} of {edges_seen} own-name imports follow their importer"
+
+
+def test_sample_records_cut_back_into_their_files_and_at_file_boundaries(tmp_path):
+    """The samples' format (data.records): a written shard reads back as written; a record cuts back into each
+    file's own text (path header and separator removed); cutting a record keeps whole files."""
+    from repolm.data.records import cut_sample_record, read_sample_records, sample_record_files, write_sample_records
+
+    [sample, *_] = assemble(PYAPP)
+    record = {"text": sample.text, "id": sample.sample_id, "repo": sample.repo, "files": sample.files,
+              "offsets": sample.offsets, "languages": sample.languages, "source": sample.source,
+              "kind": sample.kind, "part": sample.part}  # fmt: skip
+    texts = {file.path: file.text for file in PYAPP}
+    for path, language, text in sample_record_files(record):
+        assert language == "Python" and text.rstrip("\n") == texts[path].rstrip("\n")
+    write_sample_records(tmp_path / "code" / "00000.jsonl.zst", [record])
+    assert list(read_sample_records(tmp_path)) == [record]
+    cut = cut_sample_record(record, record["offsets"][2])
+    assert cut["files"] == record["files"][:2] and cut["text"] == record["text"][: record["offsets"][2]]
+    assert cut_sample_record(record, 1)["files"] == record["files"][:1]  # at least the first file
+    assert cut_sample_record(record, len(record["text"])) == record

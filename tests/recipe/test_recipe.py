@@ -154,3 +154,37 @@ def test_read_only_output_fails_with_one_line_and_keeps_finished_stages(recipe_f
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write" in lines[0] and str(output) in lines[0], result.stderr
     assert json.loads((output / "data" / "DONE.json").read_text()) == marker
+
+
+def test_ablation_arms_share_the_stages_they_have_in_common_and_claims_are_checked(tmp_path):
+    from repolm.recipe.arms import arm_config, check_claims, link_shared_stages, stage_fingerprints
+
+    base = load_recipe_config(REPO_ROOT / "configs" / "recipes" / "ablation_fim.yaml")
+    assert list(base.arms) == ["fim0", "psm50", "psm100", "msp50"]
+    arms = {name: arm_config(base, overrides, "test", REPO_ROOT / "configs" / "recipes")
+            for name, overrides in base.arms.items()}  # fmt: skip
+    assert arms["psm100"].tokenize.fim_rate == 1.0 and arms["msp50"].tokenize.fim_mode == "msp"
+    prints = {name: stage_fingerprints(config) for name, config in arms.items()}
+    assert prints["fim0"]["tokenizer"] == prints["psm100"]["tokenizer"]  # data and tokenizer built once
+    assert prints["fim0"]["tokenize"] != prints["psm100"]["tokenize"]
+    repository = load_recipe_config(REPO_ROOT / "configs" / "recipes" / "ablation_repo_level.yaml")
+    file_level = arm_config(repository, repository.arms["file"], "test", REPO_ROOT / "configs" / "recipes")
+    assert file_level.data.overrides["assembly.repository_level"] is False
+    with pytest.raises(RepolmError, match="unknown key"):
+        arm_config(base, {"tokenize.no_such_key": 1}, "test", REPO_ROOT)
+
+    first = tmp_path / "fim0"
+    for stage in ("data", "tokenizer", "tokenize"):
+        (first / stage).mkdir(parents=True)
+        (first / stage / "DONE.json").write_text("{}")
+    linked = link_shared_stages(tmp_path / "psm100", [(first, prints["fim0"])], prints["psm100"], "pretrain")
+    assert linked == ["data", "tokenizer"] and (tmp_path / "psm100" / "data").is_symlink()
+    assert not (tmp_path / "psm100" / "tokenize").exists()
+
+    figures = {"a": {"x/y/z": {"value": 1.0}}, "b": {"x/y/z": {"value": 2.0}}}
+    claims = [{"text": "a below b", "conditions": ["a.x/y/z < b.x/y/z"]},
+              {"text": "unmeasured", "conditions": ["a.x/y/z > c.x/y/z"]}]  # fmt: skip
+    checked = check_claims(claims, figures)
+    assert [claim["holds"] for claim in checked] == [True, None]
+    with pytest.raises(RepolmError, match="ARM.METRIC"):
+        check_claims([{"text": "bad", "conditions": ["a < b"]}], figures)
