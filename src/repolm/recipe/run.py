@@ -134,6 +134,7 @@ def _restart_from(run: RecipeRun, from_stage: str) -> None:
 def run_stages(run: RecipeRun, stages: list[Stage], announce, prefix: str = "") -> list[StageOutcome]:
     """Runs the stages of one run that have no marker, in order, writing each marker when the stage ends."""
     config = run.config
+    run.output.mkdir(parents=True, exist_ok=True)
     _check_same_run(run.output, config)
     started_run = time.time()
     outcomes = []
