@@ -123,7 +123,8 @@ def recipe_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("recipe-corpus") / "repos"
     for name in PACKAGES:
         if (stdlib / name).is_dir():
-            shutil.copytree(stdlib / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "test*"))
+            # a repository that keeps its package folder, as the default corpus reads the stdlib (json/decoder.py)
+            shutil.copytree(stdlib / name, root / name / name, ignore=shutil.ignore_patterns("__pycache__", "test*"))
     if len(list(root.iterdir())) < 6:
         pytest.skip("fewer than 6 of the standard-library packages are on this machine")
     return root

@@ -223,7 +223,12 @@ def _crossfile_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
     bench = run.folder("eval") / "crossfile"
     if not (bench / "meta.json").is_file():
         config = CrossfileConfig(max_examples=examples, seed=run.config.seed)
-        build_crossfile_benchmark(repositories_in_samples(run.heldout_samples), bench, config)
+        try:
+            build_crossfile_benchmark(repositories_in_samples(run.heldout_samples), bench, config)
+        except RepolmError as error:
+            if "no cross-file examples" not in str(error):
+                raise
+            return {"figures": [], "skipped": f"the held-out repositories: {error}"}
     summary = run_crossfile(bench, models.text("base"), bench / "run", max_seq_len=run.config.eval.max_seq_len,
                             batch_size=run.config.eval.batch_size)  # fmt: skip
     figures = []
