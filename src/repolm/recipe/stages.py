@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import shutil
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from repolm.recipe.config import RecipeConfig, TrainingStage
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_STEPS = 6
+CALIBRATION_STEPS = 12
 SIZING_FILE = "sizing.json"
 
 
@@ -258,7 +259,8 @@ def _sized(config, max_steps: int) -> dict[str, Any]:
 
 def _measure_step_seconds(run: RecipeRun, name: str) -> float:
     """Seconds per training step of the stage's config on this machine: a real run of a few steps (data, model,
-    optimizer, validation off) in a scratch folder, the first step (compilation, allocation) left out."""
+    optimizer, validation off) in a scratch folder; the median of the last steps' times (the first steps pay for
+    allocation, page faults of the token files and compilation)."""
     from repolm.train.loop import train
     from repolm.train.metrics import read_metrics
 
@@ -279,8 +281,11 @@ def _measure_step_seconds(run: RecipeRun, name: str) -> float:
     shutil.rmtree(scratch, ignore_errors=True)
     if len(records) < 3:
         raise RepolmError(f"the calibration run logged {len(records)} steps, expected {CALIBRATION_STEPS}")
-    first, last = records[1], records[-1]
-    return (last["elapsed_seconds"] - first["elapsed_seconds"]) / (last["step"] - first["step"])
+    steps = [
+        (later["elapsed_seconds"] - earlier["elapsed_seconds"]) / (later["step"] - earlier["step"])
+        for earlier, later in zip(records, records[1:])
+    ][len(records) // 3 :]
+    return statistics.median(steps)
 
 
 def stage_steps(run: RecipeRun, name: str) -> int:
