@@ -43,6 +43,8 @@ PYTHON_REPOSITORY = {
     "pkg/app.py": "from pkg.util import helper, Cart\nfrom pkg import util\n\n\n"
     'def checkout(items):\n    """Calls helper(items) once."""\n    # helper(items) is not called here\n'
     "    count = len(items)\n    cart = Cart()\n    result = helper(count)\n    return util.LIMIT + result\n",
+    "pkg/cli.py": "from pkg.util import (\n    helper,\n    Cart as Basket,\n)\n\n\ndef main():\n"
+    '    print("helper(2) and Basket()")\n    return Basket().total_price() + helper(2)\n',
 }
 JAVA_REPOSITORY = {
     "src/com/acme/Money.java": "package com.acme;\n\npublic class Money {\n    private int secretValue;\n\n"
@@ -146,12 +148,17 @@ def small_repositories(tmp_path: Path) -> Path:
 
 def test_build_finds_cross_file_lines_with_oracle_and_retrieved_contexts(small_repositories: Path, tmp_path: Path):
     meta = build_crossfile_benchmark(small_repositories, tmp_path / "bench", CrossfileConfig(seed=1))
-    assert meta["languages"] == {"C": 2, "Java": 1, "Python": 3} and meta["source"] == str(small_repositories)
+    assert meta["languages"] == {"C": 2, "Java": 1, "Python": 4} and meta["source"] == str(small_repositories)
     examples = read_benchmark(tmp_path / "bench")
     targets = {example["groundtruth"].strip(): example for example in examples}
     # Python: names imported by name, and attributes of an imported module; never bare names it does not import
     assert set(targets) >= {"cart = Cart()", "result = helper(count)", "return util.LIMIT + result"}
     assert "count = len(items)" not in targets  # `count` is defined in util.py but not imported by name
+    # the lines of a parenthesized import and names inside strings are no uses; an `as` alias is one
+    assert not {"helper,", "Cart as Basket,", 'print("helper(2) and Basket()")'} & set(targets)
+    aliased = targets["return Basket().total_price() + helper(2)"]
+    assert aliased["cross_file_names"] == ["Basket", "helper", "total_price"]
+    assert aliased["definition_lines"] == {"pkg/util.py": 6}  # helper's line (Cart's is 14)
     # Java: the for line would be cut by cceval's post-processing, so a perfect prediction could not score
     assert "return Money.cents(3);" in targets and not any(target.startswith("for") for target in targets)
     assert {"list_push(&l, 3);", "if (l->size >= LIST_MAX)"} <= set(targets)
@@ -216,6 +223,19 @@ def test_build_on_real_standard_library_packages(tmp_path: Path):
         assert any(name in example["groundtruth"] for name in example["cross_file_names"])
         assert any(name in example["oracle"][0]["text"] for name in example["cross_file_names"]), example["task_id"]
         assert all(name in oracle_text for name in example["cross_file_names"])
+
+
+def test_build_on_real_c_headers(tmp_path: Path):
+    folders = [name for name in ("nettle", "libxml2") if Path("/usr/include", name).is_dir()]
+    if not folders:
+        pytest.skip("no /usr/include/nettle or /usr/include/libxml2 on this machine")
+    for name in folders:  # the includes name the folder: <nettle/nettle-types.h>
+        shutil.copytree(Path("/usr/include", name), tmp_path / "repos" / name / name)
+    meta = build_crossfile_benchmark(tmp_path / "repos", tmp_path / "bench", CrossfileConfig(per_repository=10))
+    assert set(meta["languages"]) <= {"C", "C++"} and sum(meta["languages"].values()) == 10 * len(folders)
+    for example in read_benchmark(tmp_path / "bench"):
+        assert not example["groundtruth"].lstrip().startswith("#include")
+        assert all(path.endswith(".h") for path in example["defining_files"])
 
 
 def test_build_on_a_real_jdk_module(tmp_path: Path):
