@@ -385,28 +385,51 @@ def cmd_eval_loss(args: argparse.Namespace) -> None:
 
 
 def cmd_eval_crossfile_build(args: argparse.Namespace) -> None:
-    from repolm.eval.crossfile import CrossfileConfig, build_crossfile_benchmark, repositories_in_folder
+    from repolm.eval.crossfile import CrossfileConfig, build_crossfile_benchmark
 
-    logging.getLogger("repolm").setLevel(logging.INFO)
     config = CrossfileConfig(
-        max_examples=args.max_examples, per_repository=args.per_repository, seed=args.seed,
-        languages=tuple(args.language or ()),
+        max_examples=args.max_examples, per_repository=args.per_repository, per_language=args.per_language,
+        seed=args.seed, languages=tuple(args.languages or ()), retrieved_chunks=args.retrieved_chunks,
+        layout=args.layout,
     )  # fmt: skip
-    meta = build_crossfile_benchmark(repositories_in_folder(args.repos), args.output, config)
+    logging.getLogger("repolm").setLevel(logging.INFO)
+    meta = build_crossfile_benchmark(args.repos, args.output, config)
     print(json.dumps(meta, indent=1))
 
 
 def cmd_eval_crossfile_run(args: argparse.Namespace) -> None:
-    from repolm.eval.crossfile import read_benchmark, run_crossfile
-    from repolm.eval.heldout_tasks import load_generator
+    from repolm.eval.crossfile import CrossfileRunSettings, read_benchmark, run_crossfile
 
-    read_benchmark(args.bench)  # a missing benchmark fails before the model loads
+    if bool(args.model) == bool(args.endpoint):
+        raise RepolmError("give exactly one of --model DIR and --endpoint URL")
+    if args.endpoint and not args.model_name:
+        raise RepolmError("--endpoint needs --model-name (the model the server serves)")
+    if args.endpoint and not args.tokenizer:
+        raise RepolmError("--endpoint needs --tokenizer DIR (the served model's tokenizer, to fit the prompts)")
+    CrossfileRunSettings(args.max_seq_len, args.max_new_tokens, args.context_share)  # bad settings fail first
+    read_benchmark(args.bench)  # so does a missing benchmark, before the model loads
     logging.getLogger("repolm").setLevel(logging.INFO)
-    generator = load_generator(args.model, args.device, args.dtype)
-    output = args.output or str(Path(args.bench) / f"run-{Path(args.model).resolve().name}")
+    if args.model:
+        from repolm.eval.generators import LocalGenerator
+
+        generator = LocalGenerator(
+            args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+            max_seq_len=args.max_seq_len, compile=args.compile,
+        )  # fmt: skip
+        name = Path(args.model).resolve().name
+    else:
+        from repolm.eval.generators import EndpointGenerator
+
+        generator = EndpointGenerator(
+            args.endpoint, args.model_name, api_key=args.api_key, timeout_seconds=args.request_timeout,
+            retries=args.retries, concurrency=args.concurrency,
+        )  # fmt: skip
+        name = args.model_name.replace("/", "_")
+    output = args.output or str(Path(args.bench) / f"run-{name}")
     summary = run_crossfile(
         args.bench, generator, output, max_seq_len=args.max_seq_len, max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size, limit=args.limit,
+        context_share=args.context_share, batch_size=args.batch_size, limit=args.limit,
+        variants=tuple(args.variants), tokenizer=args.tokenizer,
     )  # fmt: skip
     for variant, scores in summary["variants"].items():
         print(
@@ -418,28 +441,62 @@ def cmd_eval_crossfile_run(args: argparse.Namespace) -> None:
 
 
 def _add_crossfile_parsers(tasks, common: argparse.ArgumentParser) -> None:
+    from repolm.eval.crossfile import VARIANTS
+
     crossfile = tasks.add_parser("crossfile", help="cross-file completion (CrossCodeEval-style): build, run")
     commands = crossfile.add_subparsers(dest="crossfile_command", metavar="COMMAND", required=True)
     build = commands.add_parser("build", help="draw a benchmark from a folder of repositories", parents=[common])
-    build.add_argument("--repos", required=True, help="a folder of repositories (each subfolder one)")
+    build.add_argument(
+        "--repos", required=True, help="a folder of repositories (each subfolder one), or one repository"
+    )
     build.add_argument("--output", required=True, help="benchmark folder to write (examples.jsonl, meta.json)")
-    build.add_argument("--max-examples", type=int, default=200, help="examples in all (default 200)")
-    build.add_argument("--per-repository", type=int, default=20, help="at most this many per repository (20)")
-    build.add_argument("--language", action="append", help="only this language (repeatable)")
+    build.add_argument(
+        "--max-examples", type=int, default=200, help="examples in all, shared by language (200; 0: all)"
+    )
+    build.add_argument(
+        "--per-repo", "--per-repository", dest="per_repository", type=int, default=20,
+        help="at most this many per repository (20; 0: no cap)",
+    )  # fmt: skip
+    build.add_argument("--per-language", type=int, default=0, help="at most this many per language (0: no cap)")
+    build.add_argument(
+        "--languages", "--language", dest="languages", nargs="+", action="extend", metavar="LANGUAGE",
+        help="only these languages (python java c c++ ...; default: every language with dependency parsing)",
+    )  # fmt: skip
     build.add_argument("--seed", type=int, default=0, help="seed of the drawn lines (default 0)")
+    build.add_argument("--retrieved-chunks", type=int, default=5, help="retrieved chunks kept per example (5)")
+    build.add_argument(
+        "--layout", choices=("auto", "repositories", "repository"), default="auto",
+        help="--repos is a folder of repositories, one repository, or auto (one when it has .git, a build file or "
+        "source files at its top)",
+    )  # fmt: skip
     build.set_defaults(handler=cmd_eval_crossfile_build)
     run = commands.add_parser(
         "run", help="score a model without / with retrieved / with oracle context", parents=[common]
     )
     run.add_argument("--bench", required=True, help="a benchmark folder of `repolm eval crossfile build`")
-    run.add_argument("--model", required=True, help="model folder")
-    run.add_argument("--output", help="run folder (default BENCH/run-MODEL)")
+    run.add_argument("--model", help="model folder")
+    run.add_argument("--endpoint", help="OpenAI-compatible server URL (our server, vLLM, llama.cpp)")
+    run.add_argument("--model-name", help="the model name to send to --endpoint")
+    run.add_argument("--tokenizer", help="with --endpoint: the served model's tokenizer folder (fits the prompts)")
+    run.add_argument("--api-key", help="key sent to --endpoint as Authorization: Bearer (default $OPENAI_API_KEY)")
+    run.add_argument("--request-timeout", type=float, default=120.0, help="seconds per endpoint request (120)")
+    run.add_argument("--concurrency", type=int, default=4, help="parallel endpoint requests (default 4)")
+    run.add_argument("--retries", type=int, default=3, help="tries after the first of a failed endpoint request (3)")
+    run.add_argument("--output", help="run folder (default BENCH/run-MODEL); an earlier run there is resumed")
     run.add_argument("--limit", type=int, help="only the first N examples")
+    run.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="contexts (all three)")
     run.add_argument("--max-seq-len", type=int, default=2048, help="prompt + output tokens (the paper: 2048)")
     run.add_argument("--max-new-tokens", type=int, default=50, help="tokens generated (the paper: 50)")
+    run.add_argument(
+        "--context-share",
+        type=float,
+        default=0.25,
+        help="prompt share of the cross-file context (0.25: 512 of 2048)",
+    )
     run.add_argument("--batch-size", type=int, default=8, help="prompts per batch (8)")
     run.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
     run.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, ...")
+    run.add_argument("--compile", action="store_true", help="compiled decode steps (see `repolm generate --compile`)")
     run.set_defaults(handler=cmd_eval_crossfile_run)
 
 
