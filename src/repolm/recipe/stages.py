@@ -20,6 +20,7 @@ sizing is saved (`OUT/<stage>/sizing.json`), so a resumed stage keeps the same s
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -283,7 +284,7 @@ def _measure_step_seconds(run: RecipeRun, name: str) -> float:
         raise RepolmError(f"the calibration run logged {len(records)} steps, expected {CALIBRATION_STEPS}")
     steps = [
         (later["elapsed_seconds"] - earlier["elapsed_seconds"]) / (later["step"] - earlier["step"])
-        for earlier, later in zip(records, records[1:])
+        for earlier, later in itertools.pairwise(records)
     ][len(records) // 3 :]
     return statistics.median(steps)
 
