@@ -129,10 +129,11 @@ class SftStage(TrainingStage):
 
 @dataclass
 class EvalStage:
-    """What the evaluation measures, at the recipe's nominal budget (scaled with it).
+    """What the evaluation measures, at the recipe's nominal budget (the example counts scale with it).
 
     Attributes:
-        heldout_megabytes: held-out bytes scored for bits per byte (per language, with xz and zstd baselines).
+        heldout_megabytes: held-out bytes scored for bits per byte (per language, with xz and zstd baselines; not
+            scaled by --budget: fewer bytes would make the figure noisy, and scoring is cheap).
         fim_examples: held-out FIM examples for the loss on middles.
         infilling_examples: held-out single-line infilling examples (with the BM25 nearest-line baseline).
         crossfile_examples: cross-file completion examples (none / retrieval / oracle context).
@@ -284,7 +285,7 @@ def scaled(config: RecipeConfig, budget_minutes: float | None) -> tuple[RecipeCo
     work = {}
     for item in dataclasses.fields(EvalStage):
         value = getattr(config.eval, item.name)
-        if item.name in ("max_seq_len", "batch_size", "samples"):
+        if item.name in ("max_seq_len", "batch_size", "samples", "heldout_megabytes"):
             work[item.name] = value
         elif isinstance(value, float):
             work[item.name] = value * factor

@@ -158,7 +158,7 @@ def _fim_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
     if examples <= 0:
         return {"figures": [], "skipped": "0 examples in the config"}
     result = fim_middle_loss(
-        models.text("base"), heldout_subset(run), max_examples=examples, max_seq_len=run.config.eval.max_seq_len
+        models.text("base"), run.heldout_samples, max_examples=examples, max_seq_len=run.config.eval.max_seq_len
     )
     fim, left_to_right = result["fim"], result["left_to_right"]
     note = "the middle scored after prefix and suffix (PSM) vs after the prefix only"
@@ -195,7 +195,7 @@ def _infilling_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
     if examples <= 0:
         return {"figures": [], "skipped": "0 examples in the config"}
     result = line_infilling(
-        models.text("base"), heldout_subset(run), max_examples=examples, max_seq_len=run.config.eval.max_seq_len,
+        models.text("base"), run.heldout_samples, max_examples=examples, max_seq_len=run.config.eval.max_seq_len,
         batch_size=run.config.eval.batch_size,
     )  # fmt: skip
     figures = []
@@ -290,7 +290,7 @@ def _samples_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
     count = run.config.eval.samples
     if count <= 0:
         return {"figures": [], "samples": []}
-    result = sample_generations(models.text("base"), heldout_subset(run), count=count,
+    result = sample_generations(models.text("base"), run.heldout_samples, count=count,
                                 max_seq_len=run.config.eval.max_seq_len)  # fmt: skip
     samples = [
         {"kind": "completion", "repo": item["repo"], "path": item["path"], "language": item["language"],
