@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from repolm.errors import RepolmError
 
 HELDOUT_FOLDER = "heldout"
-TRAIN_FOLDER = "data"
 
 
 @dataclass

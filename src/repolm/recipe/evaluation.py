@@ -409,7 +409,3 @@ def evaluation_stage() -> Stage:
     return Stage(
         "eval", "held-out loss, infilling, cross-file, HumanEval/MBPP against baselines", _command, run_evaluation
     )
-
-
-def results_path(output: Path) -> Path:
-    return output / "eval" / RESULTS_FILE

@@ -39,6 +39,8 @@ from typing import Any
 
 from repolm.errors import RepolmError, one_line
 from repolm.folder_writer import write_file_atomically
+from repolm.recipe.config import STAGES, TRAINING_STAGES
+from repolm.recipe.evaluation import RESULTS_FILE as EVALUATION_RESULTS_FILE
 from repolm.recipe.report_charts import figures_chart, is_number, training_chart
 from repolm.recipe.report_document import (
     CHART_FOLDER,
@@ -60,11 +62,9 @@ REPORT_HTML = "report.html"
 REPORT_MARKDOWN = "report.md"
 RECIPE_FILE = "recipe.json"
 DONE_FILE = "DONE.json"
-RESULTS_FILE = "eval/results.json"
+RESULTS_FILE = f"eval/{EVALUATION_RESULTS_FILE}"
 STATS_FILE = "data/stats.json"
 
-STAGES = ("data", "tokenizer", "tokenize", "pretrain", "long_context", "sft", "eval", "report")
-TRAINING_STAGES = ("pretrain", "long_context", "sft")
 HEADLINE_GROUPS = (
     "held-out bits per byte",
     "cross-file completion",

@@ -29,7 +29,7 @@ from typing import Any
 from repolm.errors import RepolmError, one_line
 from repolm.folder_writer import write_file_atomically
 from repolm.recipe.config import STAGES, RecipeConfig, load_recipe_config, scaled
-from repolm.recipe.stages import RecipeRun, Stage, preparation_stages, training_stages
+from repolm.recipe.stages import RecipeRun, Stage, base_export_stage, preparation_stages, training_stages
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +207,8 @@ def run_recipe(
                 announce(line)
         return []
     _check_writable(output)
+    if config.arms:
+        write_file_atomically(output / RECIPE_FILE, json.dumps(json.loads(json.dumps(config.to_dict())), indent=1))
     outcomes, earlier = [], []
     for run in runs:
         if from_stage is not None:
@@ -215,10 +217,8 @@ def run_recipe(
         if config.arms:
             prefix = f"{run.output.name} "
             fingerprints = stage_fingerprints(run.config)
-            base_stage = "long_context" if run.config.long_context.enabled else "pretrain"
-            link_shared_stages(run.output, earlier, fingerprints, base_stage)
+            link_shared_stages(run.output, earlier, fingerprints, base_export_stage(run.config))
             earlier.append((run.output, fingerprints))
-            write_file_atomically(output / RECIPE_FILE, json.dumps(json.loads(json.dumps(config.to_dict())), indent=1))
         outcomes += run_stages(run, stages, announce, prefix)
     if config.arms:
         comparison = write_comparison(output, list(config.arms), config.claims)

@@ -313,7 +313,8 @@ def _write_training_config(run: RecipeRun, name: str, max_steps: int | None) -> 
     return _write_yaml(run.configs / f"{name}.yaml", config.to_dict())
 
 
-def _base_export_stage(config: RecipeConfig) -> str:
+def base_export_stage(config: RecipeConfig) -> str:
+    """The stage whose run becomes the base model folder: long_context when enabled, else pretrain."""
     return "long_context" if config.long_context.enabled else "pretrain"
 
 
@@ -330,7 +331,7 @@ def _training_command(name: str) -> Callable[[RecipeRun], str]:
         if name == "sft" and run.config.sft.instructions.file is None:
             mined = instructions_file(run)
             lines.insert(0, f"repolm data instructions --input {run.data_samples} --output {mined}")
-        if name == _base_export_stage(run.config):
+        if name == base_export_stage(run.config):
             lines.append(f"repolm export --checkpoint {run.folder(name)} --output {run.base_model}")
         return "\n".join(lines)
 
@@ -354,7 +355,7 @@ def _training_work(name: str) -> Callable[[RecipeRun], dict[str, Any]]:
             result, _ = run_sft(config, resume=resume, output=run.instruct_model)
         else:
             result = train(config, resume=resume)
-            if name == _base_export_stage(run.config):
+            if name == base_export_stage(run.config):
                 export_checkpoint(config.run_dir, run.base_model, tokenizer_dir=run.folder("tokenizer"))
         return {
             "steps": result.steps,
