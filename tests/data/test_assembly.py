@@ -243,7 +243,13 @@ def test_default_corpus_imports_of_the_own_name_precede_their_importers(source_n
 def test_sample_records_cut_back_into_their_files_and_at_file_boundaries(tmp_path):
     """The samples' format (data.records): a written shard reads back as written; a record cuts back into each
     file's own text (path header and separator removed); cutting a record keeps whole files."""
-    from repolm.data.records import cut_sample_record, read_sample_records, sample_record_files, write_sample_records
+    from repolm.data.records import (
+        cut_sample_record,
+        read_sample_records,
+        sample_record_files,
+        select_sample_record_files,
+        write_sample_records,
+    )
 
     [sample, *_] = assemble(PYAPP)
     record = {"text": sample.text, "id": sample.sample_id, "repo": sample.repo, "files": sample.files,
@@ -258,3 +264,14 @@ def test_sample_records_cut_back_into_their_files_and_at_file_boundaries(tmp_pat
     assert cut["files"] == record["files"][:2] and cut["text"] == record["text"][: record["offsets"][2]]
     assert cut_sample_record(record, 1)["files"] == record["files"][:1]  # at least the first file
     assert cut_sample_record(record, len(record["text"])) == record
+    # selecting files: the chosen ones, in the record's order, each cutting back into its own text
+    last = len(record["files"]) - 1
+    chosen = select_sample_record_files(record, [last, 0])
+    assert chosen["files"] == [record["files"][0], record["files"][last]]
+    assert chosen["languages"] == [record["languages"][0], record["languages"][last]]
+    assert [text for _, _, text in sample_record_files(chosen)] == [
+        text for index, (_, _, text) in enumerate(sample_record_files(record)) if index in (0, last)
+    ]
+    assert select_sample_record_files(record, list(range(last + 1))) == record
+    with pytest.raises(ValueError, match="out of range"):
+        select_sample_record_files(record, [last + 1])

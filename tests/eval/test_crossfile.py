@@ -277,6 +277,12 @@ def test_prompts_hold_the_context_of_their_variant(small_bench: Path, tiny_gener
     assert prompts["retrieval"].context and all(s.path != "pkg/app.py" for s in prompts["retrieval"].context)
     for built in prompts.values():  # the left context ends the prompt, the target is nowhere in it
         assert built.text.endswith(example["prompt"][-40:]) and example["groundtruth"] not in built.text
+    # the same snippets as files of a repository-level sample: path comment, code as it is, no comment marks
+    as_files = crossfile_prompt(builder, example, "oracle", CrossfileRunSettings(context_format="files"))
+    assert "# pkg/util.py\n" in as_files.text and "def helper(value):\n    return value * 2\n" in as_files.text
+    assert "Here are some relevant code fragments" not in as_files.text and as_files.context == prompts["oracle"].context
+    with pytest.raises(RepolmError, match="context_format must be one of comments, files"):
+        CrossfileRunSettings(context_format="json")
 
 
 def test_run_scores_every_variant_with_a_real_model_and_resumes(small_bench: Path, tmp_path: Path, tiny_generator):

@@ -209,6 +209,10 @@ def test_languages_add_up_to_the_heldout_loss(tiny_model_dir, tiny_generator, he
     assert result["windows"] == whole["windows"]
     assert total["nats"] == pytest.approx(whole["nats"], rel=1e-6)
     assert sum(row["nats"] for row in languages.values()) == pytest.approx(whole["nats"], rel=1e-9)
+    repositories = result["repositories"]  # the same figures cut by repository add up the same way
+    for key in ("tokens", "bytes", "files"):
+        assert sum(row[key] for row in repositories.values()) == sum(row[key] for row in languages.values())
+    assert sum(row["nats"] for row in repositories.values()) == pytest.approx(whole["nats"], rel=1e-9)
     assert total["bits_per_byte"] == pytest.approx(whole["bits_per_byte"], rel=1e-6)
     if max_bytes is None:
         assert set(languages) == {"Python", "JavaScript", "C", "Markdown"}

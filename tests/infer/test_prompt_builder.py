@@ -489,3 +489,21 @@ def test_literal_special_tokens_keep_client_text_from_injecting_sentinels(small_
     assert literal.ids.count(hole) == 1
     assert small_tokenizer.decode(literal.ids) == small_tokenizer.decode(trusting.ids)
     assert small_tokenizer.encode(prefix, literal_special_tokens=True) != small_tokenizer.encode(prefix)
+
+
+def test_context_as_files_is_written_like_a_repository_sample(
+    builder: PromptBuilder, small_tokenizer: CodeTokenizer
+) -> None:
+    """context_format="files": each snippet as a file of a repository-level sample (its path comment in its own
+    language, its code, a blank line), no CrossCodeEval header; the budget counts the same way."""
+    java = ContextSnippet("src/Util.java", "class Util {}")
+    built = builder.completion(PREFIX, budget=ROOMY, context=[HELPER, java], path="pkg/main.py", context_format="files")
+    files = "# pkg/util.py\n" + HELPER.text + "\n" + "// src/Util.java\nclass Util {}\n\n"
+    assert built.text == f"{BOS}{files}# pkg/main.py\n{PREFIX}"
+    assert render_context([HELPER, java], "Python", "files") == files
+    assert built.context == [HELPER, java]
+    tight = PromptBudget(400, context_share=len(small_tokenizer.encode("# pkg/util.py\n" + HELPER.text + "\n")) / 400)
+    fitted = builder.completion(PREFIX, budget=tight, context=[HELPER, java], path="pkg/main.py", context_format="files")
+    assert fitted.context == [HELPER] and fitted.cut["context"] > 0
+    with pytest.raises(RepolmError, match="context_format must be one of comments, files"):
+        builder.completion(PREFIX, budget=ROOMY, context=[HELPER], path="pkg/main.py", context_format="xml")

@@ -406,7 +406,7 @@ def cmd_eval_crossfile_run(args: argparse.Namespace) -> None:
         raise RepolmError("--endpoint needs --model-name (the model the server serves)")
     if args.endpoint and not args.tokenizer:
         raise RepolmError("--endpoint needs --tokenizer DIR (the served model's tokenizer, to fit the prompts)")
-    CrossfileRunSettings(args.max_seq_len, args.max_new_tokens, args.context_share)  # bad settings fail first
+    CrossfileRunSettings(args.max_seq_len, args.max_new_tokens, args.context_share, args.context_format)  # fail first
     read_benchmark(args.bench)  # so does a missing benchmark, before the model loads
     logging.getLogger("repolm").setLevel(logging.INFO)
     if args.model:
@@ -428,8 +428,8 @@ def cmd_eval_crossfile_run(args: argparse.Namespace) -> None:
     output = args.output or str(Path(args.bench) / f"run-{name}")
     summary = run_crossfile(
         args.bench, generator, output, max_seq_len=args.max_seq_len, max_new_tokens=args.max_new_tokens,
-        context_share=args.context_share, batch_size=args.batch_size, limit=args.limit,
-        variants=tuple(args.variants), tokenizer=args.tokenizer,
+        context_share=args.context_share, context_format=args.context_format, batch_size=args.batch_size,
+        limit=args.limit, variants=tuple(args.variants), tokenizer=args.tokenizer,
     )  # fmt: skip
     for variant, scores in summary["variants"].items():
         print(
@@ -492,6 +492,12 @@ def _add_crossfile_parsers(tasks, common: argparse.ArgumentParser) -> None:
         type=float,
         default=0.25,
         help="prompt share of the cross-file context (0.25: 512 of 2048)",
+    )
+    run.add_argument(
+        "--context-format",
+        choices=("comments", "files"),
+        default="comments",
+        help="snippets as CrossCodeEval's comments (default) or as files of a repository-level sample",
     )
     run.add_argument("--batch-size", type=int, default=8, help="prompts per batch (8)")
     run.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")

@@ -173,6 +173,39 @@ def cut_sample_record(record: dict, max_chars: int) -> dict:
     }
 
 
+def select_sample_record_files(record: dict, indices: list[int], max_chars: dict[int, int] | None = None) -> dict:
+    """The record with only the files at `indices` (in the record's order), their blocks (path header, text) joined
+    again with the one separator the assembly puts between two files; `files`, `offsets` and `languages` to match.
+    `max_chars`: file index -> most characters of its block kept, cut after the last line break that fits (the file's
+    first lines)."""
+    offsets = record.get("offsets") or [0]
+    text = record["text"]
+    ends = [*offsets[1:], len(text)]
+    chosen = sorted(set(indices))
+    if not chosen or chosen[0] < 0 or chosen[-1] >= len(offsets):
+        raise ValueError(f"file indices {indices!r} out of range for a record of {len(offsets)} files")
+    blocks = []
+    for index in chosen:
+        block = text[offsets[index] : ends[index]]
+        if ends[index] != len(text):
+            block = block[:-1]  # the separator after every file but the last
+        limit = (max_chars or {}).get(index)
+        if limit is not None and len(block) > limit:
+            block = block[: block.rfind("\n", 0, limit) + 1] or block[:limit]
+        blocks.append(block)
+    new_offsets, position = [], 0
+    for block in blocks:
+        new_offsets.append(position)
+        position += len(block) + 1
+    return {
+        **record,
+        "text": "\n".join(blocks),
+        "files": [record["files"][index] for index in chosen],
+        "offsets": new_offsets,
+        "languages": [record["languages"][index] for index in chosen],
+    }
+
+
 def sample_record_files(record: dict) -> list[tuple[str, str, str]]:
     """(path, language, text) of each file of a sample record: its block cut at `offsets`, without the path header
     the assembly put in front of it and the separator after it."""

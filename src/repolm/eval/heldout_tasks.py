@@ -315,7 +315,8 @@ def bits_per_byte_by_language(
     compressed sizes summed (one stream per language, not one for all). The compressors hold the scored bytes in
     memory and take about a second per MB (xz -9e is the slow one).
 
-    Returns {"languages": {name: row}, "total": row, "model", "device", "dtype", "data", "max_seq_len", "stride",
+    Returns {"languages": {name: row}, "total": row, "repositories": {name: row} (the same per repository, each
+    repository's bytes one stream for the compressors), "model", "device", "dtype", "data", "max_seq_len", "stride",
     "context_start", "max_documents", "max_bytes", "windows", "seconds", "compression_seconds", "baselines"}; languages
     by bytes, most first; a row is {"documents" (samples holding the language), "files", "bytes", "tokens", "nats",
     "loss_per_token", "bits_per_byte", "xz_bytes", "xz_bits_per_byte", "zstd_bytes", "zstd_bits_per_byte"}
@@ -335,7 +336,9 @@ def bits_per_byte_by_language(
     backend = tokenizer.encoding_backend(literal_special_tokens=True)
 
     totals: dict[str, _LanguageTotals] = {}
+    repository_totals: dict[str, _LanguageTotals] = {}  # the same, per repository
     token_languages: list[list[str]] = []  # the file languages of each queued document, in order
+    token_repositories: list[list[str]] = []  # the file repositories of each queued document, in order
     token_files: list[np.ndarray] = []  # file index of each scored token of each queued document
     counts = {"documents": 0, "windows": 0}
 
@@ -350,19 +353,21 @@ def bits_per_byte_by_language(
             encoding = backend.encode(text, add_special_tokens=False)
             starts = [offset for offset, _ in encoding.offsets]
             file_of_token = np.array([bisect_right(sample.starts, start) - 1 for start in starts], dtype=np.int64)
-            seen: set[str] = set()
+            seen: set[tuple[bool, str]] = set()
             for index, file in enumerate(sample.files):
                 begin = sample.starts[index]
                 end = min(begin + len(file.block), len(text))
                 if end <= begin:
                     continue
-                language = totals.setdefault(file.language, _LanguageTotals())
-                language.files += 1
-                language.parts.append(text[begin:end].encode("utf-8"))
-                if file.language not in seen:
-                    seen.add(file.language)
-                    language.documents += 1
+                for key, table in ((file.language, totals), (file.repo, repository_totals)):
+                    row = table.setdefault(key, _LanguageTotals())
+                    row.files += 1
+                    row.parts.append(text[begin:end].encode("utf-8"))
+                    if (table is totals, key) not in seen:
+                        seen.add((table is totals, key))
+                        row.documents += 1
             token_languages.append([file.language for file in sample.files])
+            token_repositories.append([file.repo for file in sample.files])
             token_files.append(file_of_token)
             ids = [start_id, *encoding.ids]
             counts["documents"] += 1
@@ -375,12 +380,14 @@ def bits_per_byte_by_language(
     with tqdm(desc="held-out bits per byte", unit="doc", disable=not progress) as bar:
         for nats in token_nats(model_of, sequences(), max_seq_len, stride, batch_size):
             languages, files = token_languages.pop(0), token_files.pop(0)
+            repositories = token_repositories.pop(0)
             file_nats = np.bincount(files, weights=nats, minlength=len(languages))
             file_tokens = np.bincount(files, minlength=len(languages))
-            for index, language in enumerate(languages):
+            for index, (language, repository) in enumerate(zip(languages, repositories, strict=True)):
                 if file_tokens[index]:
-                    totals[language].nats += float(file_nats[index])
-                    totals[language].tokens += int(file_tokens[index])
+                    for row in (totals[language], repository_totals[repository]):
+                        row.nats += float(file_nats[index])
+                        row.tokens += int(file_tokens[index])
             bar.update(1)
     scoring_seconds = time.perf_counter() - started
 
@@ -392,6 +399,12 @@ def bits_per_byte_by_language(
             rows[name] = _bits_row(language.documents, language.files, len(joined), language, xz_bytes, zstd_bytes)
             bar.update(1)
     rows = dict(sorted(rows.items(), key=lambda item: -item[1]["bytes"]))
+    repository_rows = {}
+    for name, repository in sorted(repository_totals.items()):
+        joined = b"".join(repository.parts)
+        xz_bytes, zstd_bytes = compressed_sizes(joined)
+        repository_rows[name] = _bits_row(repository.documents, repository.files, len(joined), repository, xz_bytes,
+                                          zstd_bytes)  # fmt: skip
     all_nats = sum(language.nats for language in totals.values())
     all_tokens = sum(language.tokens for language in totals.values())
     total = _bits_row(
@@ -406,6 +419,7 @@ def bits_per_byte_by_language(
     result = {
         "languages": rows,
         "total": total,
+        "repositories": repository_rows,
         **describe_model(model, generator),
         "data": str(Path(data)),
         "max_seq_len": max_seq_len,

@@ -28,6 +28,15 @@ comments for languages that have only those, e.g. CSS; `#` when the language is 
     #     return 42
     <blank line>
 
+With `context_format="files"` each snippet is written instead as a file of a repository-level sample, the layout
+the model was pretrained on and DeepSeek-Coder's README (section 4.4) shows for repository-level completion: the
+snippet's path comment, its code as it is, a blank line; no header line:
+
+    # pkg/util.py
+    def helper():
+        return 42
+    <blank line>
+
 Snippets are taken whole, in the order given (a retriever gives the best first): one that does not fit the
 context budget is dropped and the next, smaller ones are still tried; the header is written only when at least one
 snippet fits. `BuiltPrompt.context` lists the snippets that fit, in prompt order.
@@ -79,6 +88,8 @@ logger = logging.getLogger(__name__)
 
 PromptKind = Literal["completion", "fim-psm", "fim-spm", "chat"]
 Overflow = Literal["cut", "refuse"]
+ContextFormat = Literal["comments", "files"]
+CONTEXT_FORMATS: tuple[str, ...] = ("comments", "files")
 
 CONTEXT_HEADER = "Here are some relevant code fragments from other files of the repo:"
 """First line of the cross-file context (CrossCodeEval's wording)."""
@@ -177,10 +188,25 @@ def render_snippet(snippet: ContextSnippet, language: str | None) -> str:
     return "".join(comment_line(line, language) for line in lines) + "\n"
 
 
-def render_context(snippets: Sequence[ContextSnippet], language: str | None) -> str:
+def render_snippet_as_file(snippet: ContextSnippet) -> str:
+    """One snippet as a file of a repository-level sample: its path comment (in the snippet's own language, or "#"
+    when unknown), its text ending in a line break, then a blank line."""
+    path = _CONTROL_CHARACTERS.sub(" ", snippet.path)
+    language = language_of(path, snippet.text[:LANGUAGE_HEAD_CHARACTERS])
+    header = path_header(language, path) if language is not None else ""
+    header = header or comment_line(path, None)
+    text = snippet.text if snippet.text.endswith("\n") or not snippet.text else snippet.text + "\n"
+    return header + text + "\n"
+
+
+def render_context(
+    snippets: Sequence[ContextSnippet], language: str | None, context_format: ContextFormat = "comments"
+) -> str:
     """The whole cross-file context block of `snippets` ("" for none), as the builder writes it."""
     if not snippets:
         return ""
+    if context_format == "files":
+        return "".join(render_snippet_as_file(snippet) for snippet in snippets)
     return render_context_header(language) + "".join(render_snippet(snippet, language) for snippet in snippets)
 
 
@@ -280,11 +306,13 @@ class PromptBuilder:
         budget: PromptBudget,
         context: Sequence[ContextSnippet] = (),
         path: str | None = None,
+        context_format: ContextFormat = "comments",
     ) -> BuiltPrompt:
         """The prompt for text before a cursor (`prefix`) and, for fill-in-the-middle, after it (`suffix`).
 
         `suffix` None: a plain completion; a string (even ""): FIM in the builder's mode. `context`: cross-file
-        snippets, best first. `path`: the current file's path (its language picks the comment syntax of the
+        snippets, best first, written as `context_format` says ("comments": CrossCodeEval's; "files": as files of a
+        repository-level sample). `path`: the current file's path (its language picks the comment syntax of the
         context; with `path_comment`, its path comment heads the prefix). RepolmError for bad arguments, for a
         tokenizer without FIM tokens, for a budget without room for the fixed parts, and for a prompt that does
         not fit with `overflow="refuse"`.
@@ -296,6 +324,8 @@ class PromptBuilder:
             _check_text("path", path)
         if not isinstance(budget, PromptBudget):
             raise RepolmError(f"budget must be a PromptBudget, got {type(budget).__name__}")
+        if context_format not in CONTEXT_FORMATS:
+            raise RepolmError(f"context_format must be one of {', '.join(CONTEXT_FORMATS)}, got {context_format!r}")
         snippets = list(context)
         for index, snippet in enumerate(snippets):
             if not isinstance(snippet, ContextSnippet):
@@ -332,7 +362,7 @@ class PromptBuilder:
         context_limit = min(math.floor(budget.context_share * limit), room)
         if budget.overflow == "refuse":
             context_limit = min(context_limit, room - local_tokens)
-        context_ids, fitted, context_cut = self._fit_context(snippets, language, context_limit)
+        context_ids, fitted, context_cut = self._fit_context(snippets, language, context_limit, context_format)
 
         window = room - len(context_ids)
         suffix_keep = min(
@@ -362,23 +392,23 @@ class PromptBuilder:
         return BuiltPrompt(ids, tokenizer.decode(ids), kind, fitted, cut)
 
     def _fit_context(
-        self, snippets: list[ContextSnippet], language: str | None, limit: int
+        self, snippets: list[ContextSnippet], language: str | None, limit: int, context_format: ContextFormat
     ) -> tuple[list[int], list[ContextSnippet], int]:
         """(ids of the context block, the snippets in it, tokens of the snippets left out) for at most `limit`
-        tokens: whole snippets in order, each one that fits the room left (the header counted once)."""
+        tokens: whole snippets in order, each one that fits the room left (the header, if any, counted once)."""
         if not snippets:
             return [], [], 0
-        header_ids = self.tokenizer.encode(
-            render_context_header(language), literal_special_tokens=self.literal_special_tokens
-        )
+        literal = self.literal_special_tokens
+        header_ids = self.tokenizer.encode(render_context_header(language), literal_special_tokens=literal) if (
+            context_format == "comments") else []  # fmt: skip
         room = limit - len(header_ids)
         parts: list[list[int]] = []
         fitted: list[ContextSnippet] = []
         dropped = 0
         for snippet in snippets:
-            ids = self.tokenizer.encode(
-                render_snippet(snippet, language), literal_special_tokens=self.literal_special_tokens
-            )
+            rendered = render_snippet(snippet, language) if context_format == "comments" else (
+                render_snippet_as_file(snippet))  # fmt: skip
+            ids = self.tokenizer.encode(rendered, literal_special_tokens=literal)
             if len(ids) <= room:
                 parts.append(ids)
                 fitted.append(snippet)

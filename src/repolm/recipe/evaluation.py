@@ -84,10 +84,13 @@ class _Models:
 
 
 # -----------------------------------------------------------------------------
-# the held-out subset: every language of the held-out repositories, in about equal shares
+# the held-out subset: every language and every held-out repository of it, in about equal shares
 
 
 SUBSET_FOLDER = "heldout_subset"
+SUBSET_FILE = "subset.json"
+NEAR_DUPLICATE_JACCARD = 0.7  # the paper's near-deduplication threshold, applied to the subset's files
+MIN_FILE_CHARACTERS = 1000  # a file cut to fit gives at least this much, or is passed over
 
 
 def _main_language(record: dict[str, Any]) -> str:
@@ -99,32 +102,105 @@ def _main_language(record: dict[str, Any]) -> str:
     return max(sizes, key=sizes.get)
 
 
+def choose_heldout_files(
+    repositories: dict[str, list[dict[str, Any]]], budget: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Files of one language's held-out repositories (name -> its sample records, in order) for a subset of about
+    `budget` characters: each step takes the next file (by path, so that samples holding the same files in
+    another order or grouping give the same choice) of the repository that has given the fewest characters so
+    far, so every repository gets an equal share (a small one gives all it has, the others share the rest); a file
+    longer than one repository's share (or than what is left) gives its first lines, at least
+    `MIN_FILE_CHARACTERS` (else it is passed over), and a near-duplicate (word 5-gram Jaccard >= 0.7, the
+    paper's threshold) of a file already taken, so that 18 variants of one platform header count once. Each
+    record keeps its chosen files in its own order. Returns (records, {repository: {"files", "characters",
+    "near_duplicates_skipped"}})."""
+    import numpy as np
+
+    from repolm.data.minhash import shingle_hashes
+
+    queues = {  # each repository's files by path: the same files whatever the samples' order (an ablation's arms)
+        name: sorted(
+            ((position, index) for position, record in enumerate(records) for index in range(len(record["files"]))),
+            key=lambda item, records=records: records[item[0]]["files"][item[1]],
+        )
+        for name, records in repositories.items()
+    }
+    taken: dict[str, dict[int, list[int]]] = {name: {} for name in repositories}
+    limits: dict[str, dict[tuple[int, int], int]] = {}  # files taken cut to their first lines
+    share = budget / max(1, len(repositories))
+    summary = {name: {"files": 0, "characters": 0, "near_duplicates_skipped": 0} for name in repositories}
+    kept_shingles: list[np.ndarray] = []
+    used = 0
+    while used < budget:
+        open_names = [name for name in repositories if queues[name]]
+        if not open_names:
+            break
+        name = min(open_names, key=lambda item: (summary[item]["characters"], item))
+        position, index = queues[name].pop(0)
+        record = repositories[name][position]
+        offsets = record.get("offsets") or [0]
+        end = offsets[index + 1] if index + 1 < len(offsets) else len(record["text"])
+        block = record["text"][offsets[index] : end]
+        limit = min(share, budget - used)  # a long file gives its first lines, not the whole share of others
+        if limit < MIN_FILE_CHARACTERS and len(block) > limit:
+            continue
+        if len(block) > limit:
+            block = block[: block.rfind("\n", 0, int(limit)) + 1]
+            if len(block) < MIN_FILE_CHARACTERS:
+                continue
+            limits.setdefault(name, {})[(position, index)] = len(block)
+        shingles = shingle_hashes(block)
+        if len(shingles) and any(
+            len(np.intersect1d(shingles, other, assume_unique=True))
+            >= NEAR_DUPLICATE_JACCARD * len(np.union1d(shingles, other))
+            for other in kept_shingles
+        ):
+            summary[name]["near_duplicates_skipped"] += 1
+            continue
+        kept_shingles.append(shingles)
+        taken[name].setdefault(position, []).append(index)
+        summary[name]["files"] += 1
+        summary[name]["characters"] += len(block)
+        used += len(block)
+    from repolm.data.records import select_sample_record_files
+
+    chosen = [
+        select_sample_record_files(
+            repositories[name][position],
+            indices,
+            {index: size for (at, index), size in limits.get(name, {}).items() if at == position},
+        )
+        for name in repositories
+        for position, indices in sorted(taken[name].items())
+    ]
+    return chosen, {name: row for name, row in summary.items() if row["files"] or row["near_duplicates_skipped"]}
+
+
 def heldout_subset(run: RecipeRun) -> Path:
-    """`OUT/eval/heldout_subset/code/00000.jsonl.zst`: held-out code samples, taken repository after repository in
-    turn for each language until that language has `heldout_megabytes / languages` (samples cut at file
-    boundaries), so that every held-out language is scored and the work is bounded. Written once."""
-    from repolm.data.records import KIND_CODE, cut_sample_record, read_sample_records, write_sample_records
+    """`OUT/eval/heldout_subset/code/00000.jsonl.zst`: held-out code files for `heldout_megabytes` in all, the same
+    share for every language (by each record's main language) and, within a language, for every held-out
+    repository (`choose_heldout_files`), so that no one repository (a generated table, a folder of near-identical
+    headers) stands for its language. `subset.json` beside it says which repositories gave how many files. Written
+    once."""
+    from repolm.data.records import KIND_CODE, read_sample_records, write_sample_records
 
     target = run.folder("eval") / SUBSET_FOLDER / KIND_CODE / "00000.jsonl.zst"
-    if target.is_file():
+    if (target.parent.parent / SUBSET_FILE).is_file():  # written last
         return target.parent.parent
-    by_language: dict[str, list[dict[str, Any]]] = {}
+    by_language: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for record in read_sample_records(run.heldout_samples):
         if record.get("kind") == KIND_CODE:
-            by_language.setdefault(_main_language(record), []).append(record)
+            repositories = by_language.setdefault(_main_language(record), {})
+            repositories.setdefault(record["repo"], []).append(record)
     if not by_language:
         raise RepolmError(f"{run.heldout_samples}: no held-out code samples")
     budget = run.config.eval.heldout_megabytes * 1e6 / len(by_language)
-    chosen = []
-    for records in by_language.values():
-        used = 0.0
-        for record in records:
-            if used >= budget:
-                break
-            record = cut_sample_record(record, max(1, int(budget - used)))
-            chosen.append(record)
-            used += len(record["text"])
+    chosen, description = [], {}
+    for language, repositories in sorted(by_language.items()):
+        records, description[language] = choose_heldout_files(repositories, budget)
+        chosen.extend(records)
     write_sample_records(target, chosen)
+    write_file_atomically(target.parent.parent / SUBSET_FILE, json.dumps(description, indent=1) + "\n")
     return target.parent.parent
 
 
@@ -135,8 +211,11 @@ def heldout_subset(run: RecipeRun) -> Path:
 def _bits_per_byte_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
     from repolm.eval.heldout_tasks import bits_per_byte_by_language
 
+    window = run.config.eval.max_seq_len
+    # windows half a window apart: every scored token has at least half a window of context (a sliding-window score,
+    # as perplexity of fixed-length models is measured), not the few tokens the start of a fresh window has
     result = bits_per_byte_by_language(
-        models.text("base"), heldout_subset(run), max_seq_len=run.config.eval.max_seq_len, batch_size=4
+        models.text("base"), heldout_subset(run), max_seq_len=window, stride=max(1, window // 2), batch_size=4
     )
     figures = []
     rows = [*result["languages"].items(), ("all", result["total"])]
@@ -148,6 +227,10 @@ def _bits_per_byte_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
         if row["tokens"]:
             figures.append(figure("tokenizer", name, "bytes per token", row["bytes"] / row["tokens"], "higher",
                                   count=row["tokens"]))  # fmt: skip
+    for repository, row in result["repositories"].items():
+        baselines = {"xz -9e": row["xz_bits_per_byte"], "zstd -19": row["zstd_bits_per_byte"]}
+        figures.append(figure("held-out bits per byte by repository", repository, "bits per byte",
+                              row["bits_per_byte"], "lower", baselines, count=row["bytes"]))  # fmt: skip
     return {"figures": figures, "details": result}
 
 
@@ -229,30 +312,36 @@ def _crossfile_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
             if "no cross-file examples" not in str(error):
                 raise
             return {"figures": [], "skipped": f"the held-out repositories: {error}"}
-    summary = run_crossfile(bench, models.text("base"), bench / "run", max_seq_len=run.config.eval.max_seq_len,
-                            batch_size=run.config.eval.batch_size)  # fmt: skip
+    settings = {"max_seq_len": run.config.eval.max_seq_len, "batch_size": run.config.eval.batch_size}
+    summary = run_crossfile(bench, models.text("base"), bench / "run", **settings)
+    # the same retrieved and oracle snippets written as files of a repository-level sample (what the model trained
+    # on, DeepSeek-Coder's README 4.4) instead of CrossCodeEval's comments; "none" is the same prompt in both
+    as_files = run_crossfile(bench, models.text("base"), bench / "run_files", context_format="files",
+                             variants=("retrieval", "oracle"), **settings)  # fmt: skip
     figures = []
-    compared_with = {"retrieval": ("no context", "none"), "oracle": ("retrieval", "retrieval")}
-    for variant, scores in summary["variants"].items():
-        for metric, key, group in (
-            ("exact match", "exact_match", "cross-file completion"),
-            ("edit similarity", "edit_similarity", "cross-file completion"),
-            ("identifier exact match", "identifier_exact_match", "cross-file completion (identifiers)"),
-            ("identifier F1", "identifier_f1", "cross-file completion (identifiers)"),
-        ):
-            baseline = compared_with.get(variant)
-            baselines = {baseline[0]: summary["variants"][baseline[1]][key]} if baseline else {}
-            reference = CROSSFILE_PAPER.get((variant, metric))
-            paper = None if reference is None else {"value": reference, "model": "DeepSeek-Coder-Base 6.7B",
-                                                     "note": "CrossCodeEval Python"}  # fmt: skip
-            figures.append(figure(group, variant, metric, scores[key], "higher", baselines, paper,
-                                  count=scores["count"]))  # fmt: skip
+    none = summary["variants"]["none"]
+    for suffix, variants in (("", summary["variants"]), (" (context as files)", as_files["variants"])):
+        compared_with = {"retrieval": ("no context", none), "oracle": ("retrieval", variants.get("retrieval"))}
+        for variant, scores in variants.items():
+            for metric, key, group in (
+                ("exact match", "exact_match", "cross-file completion"),
+                ("edit similarity", "edit_similarity", "cross-file completion"),
+                ("identifier exact match", "identifier_exact_match", "cross-file completion (identifiers)"),
+                ("identifier F1", "identifier_f1", "cross-file completion (identifiers)"),
+            ):
+                baseline = compared_with.get(variant)
+                baselines = {baseline[0]: baseline[1][key]} if baseline else {}
+                reference = CROSSFILE_PAPER.get((variant, metric)) if not suffix else None
+                paper = None if reference is None else {"value": reference, "model": "DeepSeek-Coder-Base 6.7B",
+                                                         "note": "CrossCodeEval Python"}  # fmt: skip
+                figures.append(figure(group + suffix, variant, metric, scores[key], "higher", baselines, paper,
+                                      count=scores["count"]))  # fmt: skip
     for language, variants in summary["languages"].items():
         for variant, scores in variants.items():
             name = f"{variant} ({language.lower()})"
             figures.append(figure("cross-file completion by language", name, "edit similarity",
                                   scores["edit_similarity"], "higher", count=scores["count"]))  # fmt: skip
-    return {"figures": figures, "details": summary}
+    return {"figures": figures, "details": summary, "details_context_as_files": as_files}
 
 
 def _instruct_part(run: RecipeRun, models: _Models) -> dict[str, Any]:

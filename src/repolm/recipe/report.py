@@ -68,6 +68,7 @@ STATS_FILE = "data/stats.json"
 HEADLINE_GROUPS = (
     "held-out bits per byte",
     "cross-file completion",
+    "cross-file completion (context as files)",
     "single-line infilling",
     "FIM",
     "HumanEval",

@@ -4,7 +4,8 @@
 retrieved chunks of the other files, fixed at build time) and "oracle" (the chunks of the files that define the
 names the line uses). All three are built by the one prompt builder (`repolm.infer.prompt_builder.PromptBuilder`,
 the builder the server and the other evaluations use): `[BOS] context header prefix`, the context rendered as
-CrossCodeEval's comments (`# Here are some relevant code fragments from other files of the repo:` ...), whole
+CrossCodeEval's comments (`# Here are some relevant code fragments from other files of the repo:` ...) or, with
+`context_format="files"`, as files of a repository-level sample (path comment, code: what the model trained on), whole
 snippets in order while they fit `context_share` of the prompt budget (the paper: 512 of 2048 tokens), the prefix
 headed by the file's path comment and cut from its start to fit `max_seq_len - max_new_tokens`.
 
@@ -67,11 +68,14 @@ class CrossfileRunSettings:
         max_new_tokens: tokens generated at most (the paper: 50).
         context_share: the share of the prompt budget the cross-file context may take (the paper: 512 of 2048
             tokens, 0.25).
+        context_format: how the snippets are written: "comments" (CrossCodeEval's commented fragments) or "files"
+            (each as a file of a repository-level sample, path comment then code; `repolm.infer.prompt_builder`).
     """
 
     max_seq_len: int = 2048
     max_new_tokens: int = 50
     context_share: float = 0.25
+    context_format: str = "comments"
 
     def __post_init__(self) -> None:
         for name in ("max_seq_len", "max_new_tokens"):
@@ -82,6 +86,10 @@ class CrossfileRunSettings:
             raise RepolmError(f"max_new_tokens {self.max_new_tokens} leaves no room in max_seq_len {self.max_seq_len}")
         if not 0.0 <= self.context_share <= 1.0:
             raise RepolmError(f"context_share must be in [0, 1], got {self.context_share!r}")
+        from repolm.infer.prompt_builder import CONTEXT_FORMATS
+
+        if self.context_format not in CONTEXT_FORMATS:
+            raise RepolmError(f"context_format must be one of {', '.join(CONTEXT_FORMATS)}, got {self.context_format!r}")
 
 
 def first_line(text: str) -> str:
@@ -102,7 +110,9 @@ def crossfile_prompt(builder, example: dict[str, Any], variant: str, settings: C
     budget = PromptBudget(
         settings.max_seq_len - settings.max_new_tokens, context_share=settings.context_share, overflow="cut"
     )
-    return builder.completion(example["prompt"], budget=budget, context=context, path=example["path"])
+    return builder.completion(
+        example["prompt"], budget=budget, context=context, path=example["path"], context_format=settings.context_format
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -265,6 +275,7 @@ def run_crossfile(
     max_seq_len: int = 2048,
     max_new_tokens: int = 50,
     context_share: float = 0.25,
+    context_format: str = "comments",
     batch_size: int = 8,
     limit: int | None = None,
     variants: Sequence[str] = VARIANTS,
@@ -273,7 +284,7 @@ def run_crossfile(
     """Scores `generator` on a benchmark folder in each variant (see the module docstring); writes the run folder
     `output` and returns the summary. `limit`: only the first examples; `tokenizer`: a `CodeTokenizer` or tokenizer
     folder, needed with an `EndpointGenerator` only."""
-    settings = CrossfileRunSettings(max_seq_len, max_new_tokens, context_share)
+    settings = CrossfileRunSettings(max_seq_len, max_new_tokens, context_share, context_format)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise RepolmError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
