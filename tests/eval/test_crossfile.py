@@ -280,7 +280,9 @@ def test_prompts_hold_the_context_of_their_variant(small_bench: Path, tiny_gener
     # the same snippets as files of a repository-level sample: path comment, code as it is, no comment marks
     as_files = crossfile_prompt(builder, example, "oracle", CrossfileRunSettings(context_format="files"))
     assert "# pkg/util.py\n" in as_files.text and "def helper(value):\n    return value * 2\n" in as_files.text
-    assert "Here are some relevant code fragments" not in as_files.text and as_files.context == prompts["oracle"].context
+    assert (
+        "Here are some relevant code fragments" not in as_files.text and as_files.context == prompts["oracle"].context
+    )
     with pytest.raises(RepolmError, match="context_format must be one of comments, files"):
         CrossfileRunSettings(context_format="json")
 

@@ -503,7 +503,9 @@ def test_context_as_files_is_written_like_a_repository_sample(
     assert render_context([HELPER, java], "Python", "files") == files
     assert built.context == [HELPER, java]
     tight = PromptBudget(400, context_share=len(small_tokenizer.encode("# pkg/util.py\n" + HELPER.text + "\n")) / 400)
-    fitted = builder.completion(PREFIX, budget=tight, context=[HELPER, java], path="pkg/main.py", context_format="files")
+    fitted = builder.completion(
+        PREFIX, budget=tight, context=[HELPER, java], path="pkg/main.py", context_format="files"
+    )
     assert fitted.context == [HELPER] and fitted.cut["context"] > 0
     with pytest.raises(RepolmError, match="context_format must be one of comments, files"):
         builder.completion(PREFIX, budget=ROOMY, context=[HELPER], path="pkg/main.py", context_format="xml")

@@ -89,7 +89,9 @@ class CrossfileRunSettings:
         from repolm.infer.prompt_builder import CONTEXT_FORMATS
 
         if self.context_format not in CONTEXT_FORMATS:
-            raise RepolmError(f"context_format must be one of {', '.join(CONTEXT_FORMATS)}, got {self.context_format!r}")
+            raise RepolmError(
+                f"context_format must be one of {', '.join(CONTEXT_FORMATS)}, got {self.context_format!r}"
+            )
 
 
 def first_line(text: str) -> str:
