@@ -242,9 +242,8 @@ def test_default_corpus_imports_of_the_own_name_precede_their_importers(source_n
 
 def test_sample_records_cut_back_into_their_files_and_at_file_boundaries(tmp_path):
     """The samples' format (data.records): a written shard reads back as written; a record cuts back into each
-    file's own text (path header and separator removed); cutting a record keeps whole files."""
+    file's own text (path header and separator removed); selecting files keeps them whole or their first lines."""
     from repolm.data.records import (
-        cut_sample_record,
         read_sample_records,
         sample_record_files,
         select_sample_record_files,
@@ -260,10 +259,6 @@ def test_sample_records_cut_back_into_their_files_and_at_file_boundaries(tmp_pat
         assert language == "Python" and text.rstrip("\n") == texts[path].rstrip("\n")
     write_sample_records(tmp_path / "code" / "00000.jsonl.zst", [record])
     assert list(read_sample_records(tmp_path)) == [record]
-    cut = cut_sample_record(record, record["offsets"][2])
-    assert cut["files"] == record["files"][:2] and cut["text"] == record["text"][: record["offsets"][2]]
-    assert cut_sample_record(record, 1)["files"] == record["files"][:1]  # at least the first file
-    assert cut_sample_record(record, len(record["text"])) == record
     # selecting files: the chosen ones, in the record's order, each cutting back into its own text
     last = len(record["files"]) - 1
     chosen = select_sample_record_files(record, [last, 0])

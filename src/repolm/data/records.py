@@ -156,52 +156,39 @@ def write_sample_records(path: str | os.PathLike, records: list[dict]) -> None:
     write_file_atomically(Path(path), zstandard.ZstdCompressor(level=3).compress(lines.encode("utf-8")))
 
 
-def cut_sample_record(record: dict, max_chars: int) -> dict:
-    """The record's first files that fit in `max_chars` characters (at least its first file), cut at a file boundary,
-    with `files`, `offsets` and `languages` to match."""
-    offsets = record.get("offsets") or [0]
-    ends = [*offsets[1:], len(record["text"])]
-    keep = max(1, sum(1 for end in ends if end <= max_chars))
-    if keep >= len(offsets):
-        return record
-    return {
-        **record,
-        "text": record["text"][: offsets[keep]],
-        "files": record["files"][:keep],
-        "offsets": offsets[:keep],
-        "languages": record["languages"][:keep],
-    }
+def sample_record_blocks(record: dict) -> list[str]:
+    """Each file's block of a sample record as the assembly wrote it (path header, text), without the one separator
+    the assembly puts after every file but the last."""
+    text, offsets = record["text"], record.get("offsets") or [0]
+    ends = [*offsets[1:], len(text)]
+    return [text[start : end - 1 if end != len(text) else end] for start, end in zip(offsets, ends, strict=True)]
+
+
+def first_lines(text: str, max_chars: int) -> str:
+    """The lines of `text` that fit in `max_chars` characters, cut after the last line break that fits ("" when the
+    first line does not fit); `text` itself when it fits."""
+    return text if len(text) <= max_chars else text[: text.rfind("\n", 0, max_chars) + 1]
 
 
 def select_sample_record_files(record: dict, indices: list[int], max_chars: dict[int, int] | None = None) -> dict:
-    """The record with only the files at `indices` (in the record's order), their blocks (path header, text) joined
-    again with the one separator the assembly puts between two files; `files`, `offsets` and `languages` to match.
-    `max_chars`: file index -> most characters of its block kept, cut after the last line break that fits (the file's
-    first lines)."""
-    offsets = record.get("offsets") or [0]
-    text = record["text"]
-    ends = [*offsets[1:], len(text)]
+    """The record with only the files at `indices` (in the record's order), their blocks (`sample_record_blocks`)
+    joined again with the assembly's separator; `files`, `offsets` and `languages` to match. `max_chars`: file
+    index -> most characters of its block kept (`first_lines`)."""
+    all_blocks = sample_record_blocks(record)
     chosen = sorted(set(indices))
-    if not chosen or chosen[0] < 0 or chosen[-1] >= len(offsets):
-        raise ValueError(f"file indices {indices!r} out of range for a record of {len(offsets)} files")
-    blocks = []
-    for index in chosen:
-        block = text[offsets[index] : ends[index]]
-        if ends[index] != len(text):
-            block = block[:-1]  # the separator after every file but the last
-        limit = (max_chars or {}).get(index)
-        if limit is not None and len(block) > limit:
-            block = block[: block.rfind("\n", 0, limit) + 1] or block[:limit]
-        blocks.append(block)
-    new_offsets, position = [], 0
+    if not chosen or chosen[0] < 0 or chosen[-1] >= len(all_blocks):
+        raise ValueError(f"file indices {indices!r} out of range for a record of {len(all_blocks)} files")
+    limits = max_chars or {}
+    blocks = [first_lines(all_blocks[index], limits.get(index, len(all_blocks[index]))) for index in chosen]
+    offsets, position = [], 0
     for block in blocks:
-        new_offsets.append(position)
+        offsets.append(position)
         position += len(block) + 1
     return {
         **record,
         "text": "\n".join(blocks),
         "files": [record["files"][index] for index in chosen],
-        "offsets": new_offsets,
+        "offsets": offsets,
         "languages": [record["languages"][index] for index in chosen],
     }
 

@@ -353,18 +353,23 @@ def bits_per_byte_by_language(
             encoding = backend.encode(text, add_special_tokens=False)
             starts = [offset for offset, _ in encoding.offsets]
             file_of_token = np.array([bisect_right(sample.starts, start) - 1 for start in starts], dtype=np.int64)
-            seen: set[tuple[bool, str]] = set()
+            seen_languages: set[str] = set()
+            seen_repositories: set[str] = set()
             for index, file in enumerate(sample.files):
                 begin = sample.starts[index]
                 end = min(begin + len(file.block), len(text))
                 if end <= begin:
                     continue
-                for key, table in ((file.language, totals), (file.repo, repository_totals)):
+                block = text[begin:end].encode("utf-8")
+                for key, table, seen in (
+                    (file.language, totals, seen_languages),
+                    (file.repo, repository_totals, seen_repositories),
+                ):
                     row = table.setdefault(key, _LanguageTotals())
                     row.files += 1
-                    row.parts.append(text[begin:end].encode("utf-8"))
-                    if (table is totals, key) not in seen:
-                        seen.add((table is totals, key))
+                    row.parts.append(block)
+                    if key not in seen:
+                        seen.add(key)
                         row.documents += 1
             token_languages.append([file.language for file in sample.files])
             token_repositories.append([file.repo for file in sample.files])
@@ -391,20 +396,19 @@ def bits_per_byte_by_language(
             bar.update(1)
     scoring_seconds = time.perf_counter() - started
 
-    rows: dict[str, dict[str, Any]] = {}
-    with tqdm(desc="xz and zstd", unit="language", total=len(totals), disable=not progress) as bar:
-        for name, language in totals.items():
-            joined = b"".join(language.parts)
+    def compressed_rows(table: dict[str, _LanguageTotals], bar) -> dict[str, dict[str, Any]]:
+        rows = {}
+        for name, row in table.items():
+            joined = b"".join(row.parts)
             xz_bytes, zstd_bytes = compressed_sizes(joined)
-            rows[name] = _bits_row(language.documents, language.files, len(joined), language, xz_bytes, zstd_bytes)
+            rows[name] = _bits_row(row.documents, row.files, len(joined), row, xz_bytes, zstd_bytes)
             bar.update(1)
-    rows = dict(sorted(rows.items(), key=lambda item: -item[1]["bytes"]))
-    repository_rows = {}
-    for name, repository in sorted(repository_totals.items()):
-        joined = b"".join(repository.parts)
-        xz_bytes, zstd_bytes = compressed_sizes(joined)
-        repository_rows[name] = _bits_row(repository.documents, repository.files, len(joined), repository, xz_bytes,
-                                          zstd_bytes)  # fmt: skip
+        return rows
+
+    total_rows = len(totals) + len(repository_totals)
+    with tqdm(desc="xz and zstd", unit="row", total=total_rows, disable=not progress) as bar:
+        rows = dict(sorted(compressed_rows(totals, bar).items(), key=lambda item: -item[1]["bytes"]))
+        repository_rows = dict(sorted(compressed_rows(repository_totals, bar).items()))
     all_nats = sum(language.nats for language in totals.values())
     all_tokens = sum(language.tokens for language in totals.values())
     total = _bits_row(

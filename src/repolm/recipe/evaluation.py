@@ -117,7 +117,9 @@ def choose_heldout_files(
     import numpy as np
 
     from repolm.data.minhash import shingle_hashes
+    from repolm.data.records import first_lines, sample_record_blocks, select_sample_record_files
 
+    blocks = {name: [sample_record_blocks(record) for record in records] for name, records in repositories.items()}
     queues = {  # each repository's files by path: the same files whatever the samples' order (an ablation's arms)
         name: sorted(
             ((position, index) for position, record in enumerate(records) for index in range(len(record["files"]))),
@@ -125,8 +127,7 @@ def choose_heldout_files(
         )
         for name, records in repositories.items()
     }
-    taken: dict[str, dict[int, list[int]]] = {name: {} for name in repositories}
-    limits: dict[str, dict[tuple[int, int], int]] = {}  # files taken cut to their first lines
+    taken: dict[tuple[str, int], dict[int, int]] = {}  # (repository, record position) -> {file index: characters}
     share = budget / max(1, len(repositories))
     summary = {name: {"files": 0, "characters": 0, "near_duplicates_skipped": 0} for name in repositories}
     kept_shingles: list[np.ndarray] = []
@@ -137,18 +138,10 @@ def choose_heldout_files(
             break
         name = min(open_names, key=lambda item: (summary[item]["characters"], item))
         position, index = queues[name].pop(0)
-        record = repositories[name][position]
-        offsets = record.get("offsets") or [0]
-        end = offsets[index + 1] if index + 1 < len(offsets) else len(record["text"])
-        block = record["text"][offsets[index] : end]
-        limit = min(share, budget - used)  # a long file gives its first lines, not the whole share of others
-        if limit < MIN_FILE_CHARACTERS and len(block) > limit:
+        # a long file gives its first lines, not the whole share of the others
+        block = first_lines(blocks[name][position][index], int(min(share, budget - used)))
+        if len(block) < min(MIN_FILE_CHARACTERS, len(blocks[name][position][index])):
             continue
-        if len(block) > limit:
-            block = block[: block.rfind("\n", 0, int(limit)) + 1]
-            if len(block) < MIN_FILE_CHARACTERS:
-                continue
-            limits.setdefault(name, {})[(position, index)] = len(block)
         shingles = shingle_hashes(block)
         if len(shingles) and any(
             len(np.intersect1d(shingles, other, assume_unique=True))
@@ -158,20 +151,15 @@ def choose_heldout_files(
             summary[name]["near_duplicates_skipped"] += 1
             continue
         kept_shingles.append(shingles)
-        taken[name].setdefault(position, []).append(index)
+        taken.setdefault((name, position), {})[index] = len(block)
         summary[name]["files"] += 1
         summary[name]["characters"] += len(block)
         used += len(block)
-    from repolm.data.records import select_sample_record_files
-
     chosen = [
-        select_sample_record_files(
-            repositories[name][position],
-            indices,
-            {index: size for (at, index), size in limits.get(name, {}).items() if at == position},
-        )
+        select_sample_record_files(repositories[name][position], list(files), files)
         for name in repositories
-        for position, indices in sorted(taken[name].items())
+        for (taken_name, position), files in sorted(taken.items())
+        if taken_name == name
     ]
     return chosen, {name: row for name, row in summary.items() if row["files"] or row["near_duplicates_skipped"]}
 
