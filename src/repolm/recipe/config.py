@@ -139,6 +139,8 @@ class EvalStage:
         crossfile_examples: cross-file completion examples (none / retrieval / oracle context).
         humaneval_problems, mbpp_problems, humaneval_infilling_problems: problems of each benchmark (0: skip).
         instruct_examples: held-out instructions for the instruct model's format share.
+        copying_spans: spans (code, and random tokens) scored twice in a row for in-context copying, the loss on the
+            second copy against the first (`repolm.eval.copying`; not scaled by --budget: it takes seconds).
         samples: completions and infills shown in the report.
         max_seq_len: the longest prompt + output of the generation tasks.
         batch_size: prompts per batch of the local engine.
@@ -152,6 +154,7 @@ class EvalStage:
     mbpp_problems: int = 100
     humaneval_infilling_problems: int = 200
     instruct_examples: int = 50
+    copying_spans: int = 48
     samples: int = 4
     max_seq_len: int = 2048
     batch_size: int = 8
@@ -285,7 +288,7 @@ def scaled(config: RecipeConfig, budget_minutes: float | None) -> tuple[RecipeCo
     work = {}
     for item in dataclasses.fields(EvalStage):
         value = getattr(config.eval, item.name)
-        if item.name in ("max_seq_len", "batch_size", "samples", "heldout_megabytes"):
+        if item.name in ("max_seq_len", "batch_size", "samples", "heldout_megabytes", "copying_spans"):
             work[item.name] = value
         elif isinstance(value, float):
             work[item.name] = value * factor

@@ -13,6 +13,8 @@ benchmark folder, records why instead of a figure):
   nearest-line baseline;
 - cross-file completion EM/ES without context, with retrieved context, with the defining file (oracle);
 - HumanEval and MBPP pass@1 (base prompts), HumanEval single-line infilling;
+- in-context copying: the loss on the second copy of a repeated span against the first (code and random tokens),
+  which says whether the model can use what its context holds (cross-file context, repeated code);
 - the instruct model's share of held-out instructions answered in the format and ended with <|EOT|>;
 - sample completions and infills on held-out files, the model's text next to the real one.
 """
@@ -361,6 +363,25 @@ def _instruct_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
     }
 
 
+def _copying_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
+    from repolm.eval.copying import in_context_copying
+
+    spans = run.config.eval.copying_spans
+    if spans <= 0:
+        return {"figures": [], "skipped": "0 spans in the config"}
+    result = in_context_copying(models.text("base"), heldout_subset(run), max_spans=spans,
+                                batch_size=run.config.eval.batch_size)  # fmt: skip
+    note = (f"[start] span span, {result['span_tokens']} tokens a span: a model that copies predicts the second "
+            "copy almost free; cross-file context helps only a model that does")  # fmt: skip
+    figures = [
+        figure("in-context copying", f"{kind} span repeated", "loss per token", row["second_copy_loss"], "lower",
+               {"first copy": row["first_copy_loss"]}, note=note, count=row["spans"])
+        for kind, row in (("code", result["code"]), ("random", result["random"]))
+        if row["spans"]
+    ]  # fmt: skip
+    return {"figures": figures, "details": result}
+
+
 def _samples_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
     from repolm.eval.heldout_infilling import sample_generations
 
@@ -425,6 +446,7 @@ PARTS: dict[str, Callable[[RecipeRun, _Models], dict[str, Any]]] = {
     "fim": _fim_part,
     "infilling": _infilling_part,
     "crossfile": _crossfile_part,
+    "copying": _copying_part,
     "samples": _samples_part,
     "instruct_format": _instruct_part,
     "humaneval": _benchmark_part("humaneval", "base", "HumanEval", lambda run: run.config.eval.humaneval_problems),

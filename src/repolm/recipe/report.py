@@ -69,6 +69,7 @@ HEADLINE_GROUPS = (
     "held-out bits per byte",
     "cross-file completion",
     "cross-file completion (context as files)",
+    "in-context copying",
     "single-line infilling",
     "FIM",
     "HumanEval",
