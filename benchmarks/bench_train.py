@@ -9,8 +9,11 @@ CUDA, SDPA attention; `transformers.LlamaForCausalLM` is built from `repolm.hf_f
 copy of repolm's initial weights. Warm-up steps are excluded; the two models alternate in rounds (so a
 change of machine load hits both) and the median step time is reported, with tokens/s and MFU against the
 matmul peak measured in the same run, before and after the timings (the larger of the two, from
-`repolm.train.metrics.measure_peak_flops`: fp32 on CPU, bf16 on CUDA). FLOPs per token are
-`repolm.model.flops_per_token`: 6 x non-embedding parameters + attention.
+`repolm.train.metrics.measure_peak_flops`: fp32 on CPU, bf16 on CUDA), and MFU* against the rate of the step's own
+matmul shapes run alone (`step_matmul_rate`: every linear layer's forward and two backward products and attention's
+products at this batch and window; on a CPU a small model's shapes run well below the 1024^3 peak, so MFU* says how
+much of the step is overhead besides its matmuls). FLOPs per token are `repolm.model.flops_per_token`: 6 per matmul
+weight (projections and output head) + attention; the matmul shapes add up to exactly that.
 
 `--profile` adds a torch.profiler breakdown of repolm's step (phases and top operators); `--compile` adds
 repolm with `torch.compile` on each block (`repolm.train.parallelize`, compile time excluded).
@@ -23,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from machine import machine_description
 from repolm.hf_folder import config_to_hf, to_hf_state_dict
 from repolm.model import Transformer, build_model, flops_per_token, preset_config
 from repolm.train.metrics import measure_peak_flops
@@ -131,6 +134,54 @@ def profile_step(step: Callable, batch: tuple[torch.Tensor, torch.Tensor], steps
 PHASES = ("forward", "backward", "optimizer")
 
 
+def step_matmul_shapes(config, batch: int, sequence_length: int) -> list[tuple[int, tuple[int, int, int], int]]:
+    """The matmuls of one training step as (count, (m, k, n), batch of the bmm): every linear layer forward
+    (tokens x in @ in x out) and its two backward products (input and weight gradients), and attention's Q K^T
+    and P V per head, forward and backward (two products each), over the full T x T as `flops_per_token` counts."""
+    tokens = batch * sequence_length
+    hidden, query = config.hidden_size, config.num_attention_heads * config.head_dim
+    key_value = config.num_key_value_heads * config.head_dim
+    linears = [(hidden, query), (hidden, key_value), (hidden, key_value), (query, hidden)]
+    linears += [(hidden, config.intermediate_size)] * 2 + [(config.intermediate_size, hidden)]
+    layers = config.num_hidden_layers
+    shapes: list[tuple[int, tuple[int, int, int], int]] = []
+    for count, (inputs, outputs) in [(layers, shape) for shape in linears] + [(1, (hidden, config.vocab_size))]:
+        shapes.append((count, (tokens, inputs, outputs), 1))  # forward: Y = X W
+        shapes.append((count, (tokens, outputs, inputs), 1))  # input gradient: dX = dY W^T
+        shapes.append((count, (inputs, tokens, outputs), 1))  # weight gradient: dW = X^T dY
+    heads, head_dim, length = batch * config.num_attention_heads, config.head_dim, sequence_length
+    for shape in [(length, head_dim, length), (length, length, head_dim)]:  # Q K^T, P V
+        shapes.append((3 * layers, shape, heads))  # forward + its two backward products (same FLOPs)
+    return shapes
+
+
+def step_matmul_rate(config, batch: int, sequence_length: int, device: torch.device, dtype: torch.dtype) -> float:
+    """FLOP/s of the step's own matmul shapes run alone (each shape timed, best of repeats, weighted by its
+    count): what a step made only of its matmuls would reach on this machine, the roof for this model size."""
+    shapes = step_matmul_shapes(config, batch, sequence_length)
+    total_flops = sum(count * 2 * m * k * n * bmm for count, (m, k, n), bmm in shapes)
+    assert abs(total_flops - flops_per_token(config, sequence_length) * batch * sequence_length) < 1e-6 * total_flops
+    total_seconds = 0.0
+    seconds_of: dict[tuple, float] = {}
+    for count, (m, k, n), bmm in shapes:
+        key = (m, k, n, bmm)
+        if key not in seconds_of:
+            left = torch.randn(bmm, m, k, device=device, dtype=dtype)
+            right = torch.randn(bmm, k, n, device=device, dtype=dtype)
+            torch.matmul(left, right)  # warm-up
+            best = float("inf")
+            deadline = time.perf_counter() + 0.3
+            while time.perf_counter() < deadline or best == float("inf"):
+                synchronize(device)
+                start = time.perf_counter()
+                torch.matmul(left, right)
+                synchronize(device)
+                best = min(best, time.perf_counter() - start)
+            seconds_of[key] = best
+        total_seconds += count * seconds_of[key]
+    return total_flops / total_seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
@@ -151,9 +202,7 @@ def main() -> None:
     )
     autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
     config = preset_config(args.preset)
-    machine = (
-        torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    )
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else machine_description().split(";")[0]
     print(
         f"machine: {machine}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"python {sys.version.split()[0]}"
@@ -206,12 +255,18 @@ def main() -> None:
     # other work shared the machine during the run and every figure below is suspect
     peak_after = measure_peak_flops(device, seconds=2.0)
     peak = max(peak_before, peak_after)
+    matmul_dtype = autocast_dtype or torch.float32
+    matmul_rate = step_matmul_rate(config, args.batch, args.sequence_length, device, matmul_dtype)
     print(
         f"measured matmul peak ({'bf16' if device.type == 'cuda' else 'fp32'}): {peak / 1e9:.1f} GFLOP/s "
         f"(before the timings {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f})"
     )
     if min(peak_before, peak_after) < 0.8 * peak:
         print("  warning: the peak changed by more than 20% during the run (a busy machine?); rerun when idle")
+    print(
+        f"the step's own matmul shapes run alone: {matmul_rate / 1e9:.1f} GFLOP/s ({matmul_rate / peak:.0%} of the "
+        "peak; MFU* below is against this rate)"
+    )
     tokens_per_step = args.batch * args.sequence_length
     model_flops = flops_per_token(config, args.sequence_length)
     results: dict[str, dict] = {}
@@ -223,6 +278,7 @@ def main() -> None:
             min_step_s=min(seconds),
             tokens_per_s=tokens_per_second,
             mfu=model_flops * tokens_per_second / peak,
+            mfu_step_matmuls=model_flops * tokens_per_second / matmul_rate,
         )
         memory = ""
         if name in peak_memory:
@@ -230,7 +286,8 @@ def main() -> None:
             memory = f"   step memory {peak_memory[name] / 2**30:.1f} GiB"
         print(
             f"  {name:16s} {tokens_per_second:9.0f} tok/s   step {median * 1e3:7.1f} ms (median of {len(seconds)}, "
-            f"min {min(seconds) * 1e3:.1f})   MFU {results[name]['mfu']:6.1%}{memory}"
+            f"min {min(seconds) * 1e3:.1f})   MFU {results[name]['mfu']:6.1%}   MFU* "
+            f"{results[name]['mfu_step_matmuls']:6.1%}{memory}"
         )
     ratio = results["repolm"]["tokens_per_s"] / results["transformers"]["tokens_per_s"]
     print(f"  ratio repolm / transformers: {ratio:.2f}x")
@@ -251,6 +308,7 @@ def main() -> None:
             peak_flops=peak,
             peak_flops_before=peak_before,
             peak_flops_after=peak_after,
+            step_matmul_flops=matmul_rate,
             flops_per_token=model_flops,
             ratio=ratio,
             systems=results,

@@ -49,14 +49,14 @@ def write_folder(
     write_into: Callable[[Path], None],
     owned: Callable[[str], bool] = lambda name: False,
     last: tuple[str, ...] = (),
+    staging: Path | None = None,
 ) -> None:
-    """Let `write_into(staging)` write the files, then put them in `directory` as the module docstring says."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()  # plain mkdir: the folder gets the usual permissions (umask), unlike mkdtemp's 0700
+    """Let `write_into(staging)` write the files, then put them in `directory` as the module docstring says.
+    `staging`: a folder from `staging_folder(directory)` that others (the ranks of a run) have written into."""
+    staging = staging or staging_folder(directory)
     try:
         write_into(staging)
-        for path in staging.iterdir():
+        for path in staging.rglob("*"):
             _fsync(path)
         _fsync(staging)
         if directory.exists():
@@ -70,6 +70,14 @@ def write_folder(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def staging_folder(directory: Path) -> Path:
+    """A new, empty hidden sibling of `directory` to stage its files in (`write_folder` renames it into place)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()  # plain mkdir: the folder gets the usual permissions (umask), unlike mkdtemp's 0700
+    return staging
 
 
 def _move_files(staging: Path, directory: Path, owned: Callable[[str], bool], last: tuple[str, ...]) -> None:

@@ -23,7 +23,7 @@ def test_the_readme_example_loads(tmp_path):
     path.write_text(block.group(1), encoding="utf-8")
     config = load_build_config(path)
     assert [source.name for source in config.sources] == ["mine", "docs"]
-    assert (config.minhash.bands, config.minhash.rows) == (25, 10)
+    assert (config.minhash.bands, config.minhash.rows) == (42, 6)
     assert config.run.tasks == 8
 
 

@@ -137,8 +137,8 @@ def test_signature_step_matches_the_core_and_writes_what_the_cluster_step_reads(
     shingles = step.get_shingles(text)
     assert shingles.shape == (len(shingle_hashes(text)), 1) and shingles.dtype == np.uint64
     bands = step.get_signature(shingles)
-    assert len(bands) == 25 and all(len(band) == 10 for band in bands)
-    assert sum(bands, []) == minhash_signature(text, config)[:250].tolist()
+    assert len(bands) == 42 and all(len(band) == 6 for band in bands)
+    assert sum(bands, []) == minhash_signature(text, config)[:252].tolist()
 
     documents = [Document(text=text, id="a"), Document(text="x = 1", id="short"), Document(text=text + "\n", id="b")]
     step.run(iter(documents), rank=2, world_size=3)
@@ -147,9 +147,9 @@ def test_signature_step_matches_the_core_and_writes_what_the_cluster_step_reads(
     assert keys == [{"index": 0, "id": "a", "length": len(text)}, {"index": 2, "id": "b", "length": len(text) + 1}]
     signatures = np.load(folder / "documents" / "00002.signatures.npy")
     assert signatures.shape == (2, 256) and np.array_equal(signatures[0], minhash_signature(text, config))
-    records = np.frombuffer((folder / "bucket_024" / "00002.minhash.sig").read_bytes(), dtype="<u4").reshape(-1, 11)
-    assert records[:, 10].tolist() == [0, 2] and np.array_equal(records[0, :10], signatures[0, 240:250])
-    assert sorted(path.name for path in folder.iterdir()) == ["bucket_" + f"{band:03d}" for band in range(25)] + [
+    records = np.frombuffer((folder / "bucket_041" / "00002.minhash.sig").read_bytes(), dtype="<u4").reshape(-1, 7)
+    assert records[:, 6].tolist() == [0, 2] and np.array_equal(records[0, :6], signatures[0, 246:252])
+    assert sorted(path.name for path in folder.iterdir()) == ["bucket_" + f"{band:03d}" for band in range(42)] + [
         "documents"
     ]
 

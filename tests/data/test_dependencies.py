@@ -8,6 +8,8 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import shutil
+import subprocess
 import sysconfig
 import time
 import zipfile
@@ -17,7 +19,7 @@ import pytest
 from test_dependency_order import assert_algorithm_one, back_edges
 
 from repolm.data.dependencies import ImportResolver, resolve_dependencies
-from repolm.data.dependency_order import dependency_cycles, dependency_order
+from repolm.data.dependency_order import dependency_cycles, dependency_order, edges_in_order
 from repolm.data.import_extraction import extract_imports
 from repolm.data.records import CodeFile
 
@@ -268,6 +270,41 @@ def test_several_languages_in_one_repository_stay_within_their_family():
     }
 
 
+def test_names_inside_a_package_are_edges_without_imports():
+    """Go: a file uses a function, type, var or const of another file of its folder and package; methods and init
+    are no edges; another package clause in the folder (an external test) is another package; test files follow
+    the code. Java: a non-public top-level class in another file. C#: a second type of a namespace's file."""
+    files = {
+        "go.mod": "module example.com/shop\n",
+        "cart/cart.go": "package cart\n\nfunc Total(items []Item) Money { return sum(items) }\n",
+        "cart/item.go": "package cart\n\ntype Item struct{ price Money }\n\n"
+        'func (i Item) String() string { return "" }\n',
+        "cart/money.go": "package cart\n\ntype (\n\tMoney int\n\tRate = float64\n)\n\nvar zero, one Money = 0, 1\n",
+        "cart/sum.go": "package cart\n\nconst limit = 9\n\nfunc init() {}\n\n"
+        "func sum(items []Item) Money { return zero }\n",
+        "cart/format.go": "package cart\n\nfunc describe(x fmt.Stringer) string { return x.String() + init() }\n",
+        "cart/cart_test.go": "package cart\n\nfunc TestTotal(t *testing.T) { Total(nil) }\n",
+        "cart/example_test.go": 'package cart_test\n\nimport "example.com/shop/cart"\n\nvar limit = cart.Total\n',
+        "java/p/A.java": "package p;\npublic class A { Helper helper; }\n",
+        "java/p/B.java": "package p;\npublic class B {}\nclass Helper extends B {}\n",
+        "cs/Shapes.cs": "namespace Geo { class Shapes { Circle c; } }\n",
+        "cs/Round.cs": "namespace Geo { class Round {} class Circle : Round {} }\n",
+    }
+    found = dependencies_of(files)
+    non_test = {"cart/cart.go", "cart/item.go", "cart/money.go", "cart/sum.go", "cart/format.go"}
+    assert found["cart/cart.go"] == {"cart/item.go", "cart/money.go", "cart/sum.go"}
+    assert found["cart/item.go"] == {"cart/money.go"}
+    assert found["cart/sum.go"] == {"cart/item.go", "cart/money.go"}
+    assert "cart/format.go" not in found  # String is a method, init is no name: no edges
+    assert "cart/money.go" not in found
+    assert found["cart/cart_test.go"] == non_test  # a test file follows its package's code
+    assert found["cart/example_test.go"] == non_test  # the external test imports the package (and is a test)
+    assert found["java/p/A.java"] == {"java/p/B.java"}  # Helper is declared in B.java
+    assert found["cs/Shapes.cs"] == {"cs/Round.cs"}
+    before = ImportResolver(repo(files), package_names=False)
+    assert before.dependencies("cart/cart.go") == set() and before.dependencies("java/p/A.java") == set()
+
+
 def test_resolver_reports_unresolved_imports_as_empty():
     resolver = ImportResolver(repo({"a.py": "import numpy\nfrom . import b\n", "b.py": ""}))
     assert resolver.resolve_import("a.py", "numpy") == []
@@ -428,3 +465,69 @@ def test_jdk_java_base():
     assert "java.base/java/util/AbstractList.java" in dependencies["java.base/java/util/ArrayList.java"]
     assert "java.base/java/util/function/Consumer.java" in dependencies["java.base/java/util/ArrayList.java"]
     assert figures["aware_back_edges_outside_cycles"] == 0
+
+
+def order_figures(name: str, files: list[CodeFile]) -> dict:
+    """Package-name edges (those that `package_names=False` lacks) and import edges, outside the cycles of the full
+    graph: how many come in order in the cycle-aware order without and with the package-name edges."""
+    paths = [file.path for file in files]
+    resolver_before = ImportResolver(files, package_names=False)
+    before = {path: resolver_before.dependencies(path) for path in paths}
+    resolver = ImportResolver(files)
+    after = {path: resolver.dependencies(path) for path in paths}
+    assert all(before[path] <= after[path] for path in paths)  # package names only add edges
+    references = [(path, found) for path in paths for found in after[path] - before[path]]
+    imports = [(path, found) for path in paths for found in before[path]]
+    order_before = dependency_order(paths, before, seed=name, cycle_aware=True)
+    order_after = dependency_order(paths, after, seed=name, cycle_aware=True)
+    figures = {
+        "references_before": edges_in_order(references, order_before, after),
+        "references_after": edges_in_order(references, order_after, after),
+        "imports_after": edges_in_order(imports, order_after, after),
+    }
+    logger.info("%s: %d files, (in order, counted) %s", name, len(files), figures)
+    return figures
+
+
+GO_PACKAGES = ("go/ast", "go/parser", "go/scanner", "go/token", "text/template", "encoding/json", "bufio", "strings")
+
+
+def go_root() -> Path | None:
+    go = shutil.which("go")
+    if go is None:
+        return None
+    found = subprocess.run([go, "env", "GOROOT"], capture_output=True, text=True).stdout.strip()
+    return Path(found) if found and (Path(found) / "src" / "go.mod").is_file() else None
+
+
+@pytest.mark.skipif(go_root() is None, reason="no Go toolchain with its sources (make toolchains installs golang-go)")
+def test_go_standard_library_names_inside_packages_come_in_order():
+    """Real Go (packages of the standard library, its go.mod "module std" resolving bare import paths): files of a
+    package use each other's names without imports; read, those edges all come in order outside cycles, where a
+    seeded order put only part of them in order, and every import edge still does."""
+    source = go_root() / "src"
+    files = [CodeFile("go.mod", (source / "go.mod").read_text(), "Text")]
+    for package in GO_PACKAGES:
+        for path in sorted((source / package).glob("*.go")):
+            files.append(CodeFile(path.relative_to(source).as_posix(), path.read_text("utf-8", "replace"), "Go"))
+    figures = order_figures("go/std subset", files)
+    in_order, counted = figures["references_after"]
+    assert counted >= 50 and in_order == counted
+    assert figures["references_before"][0] < counted  # a seeded order left some out of order
+    in_order, counted = figures["imports_after"]
+    assert counted >= 50 and in_order == counted  # go/parser imports go/ast, go/scanner, go/token
+
+
+@pytest.mark.skipif(jdk_source_zip() is None, reason="no JDK src.zip with a java.base module")
+def test_jdk_names_inside_packages_keep_every_import_in_order():
+    """Real Java (java.logging, java.sql): package names add edges only where a file uses a type declared in a file
+    of another name (the file-name rule finds the rest); every import edge stays in order outside cycles."""
+    with zipfile.ZipFile(jdk_source_zip()) as archive:
+        names = sorted(
+            n for n in archive.namelist() if n.startswith(("java.logging/", "java.sql/")) and n.endswith(".java")
+        )
+        files = [CodeFile(name, archive.read(name).decode("utf-8", "replace"), "Java") for name in names]
+    figures = order_figures("jdk: java.logging + java.sql", files)
+    assert figures["references_after"][0] == figures["references_after"][1]
+    in_order, counted = figures["imports_after"]
+    assert counted > 100 and in_order == counted

@@ -25,6 +25,7 @@ from repolm.data.minhash import (
     minhash_signatures,
     near_duplicate_clusters,
     optimal_bands_rows,
+    recall_first_bands_rows,
     shingle_hashes,
     signature_from_shingles,
 )
@@ -68,11 +69,16 @@ def stdlib_modules(minimum_shingles: int, maximum_bytes: int, count: int) -> lis
     return [suitable[int(position * step)] for position in range(count)]
 
 
-def test_default_bands_and_rows_are_bigcodes_and_match_datasketch() -> None:
+def test_default_bands_and_rows_are_recall_first_with_verification_and_bigcodes_without() -> None:
     config = MinHashConfig()
     assert (config.num_permutations, config.ngram_size, config.threshold, config.seed) == (256, 5, 0.7, 42)
-    assert (config.bands, config.rows) == (25, 10) == optimal_bands_rows(0.7, 256)
+    assert (config.bands, config.rows) == (42, 6) == recall_first_bands_rows(0.7, 256)
+    assert candidate_probability(0.7, 42, 6) >= 0.99 > candidate_probability(0.7, 36, 7)  # 7 rows would miss more
     assert config.required_matches == 180  # ceil(0.7 * 256)
+    unverified = MinHashConfig(verify=False)
+    assert (unverified.bands, unverified.rows) == (25, 10) == optimal_bands_rows(0.7, 256)
+    assert (MinHashConfig(bands=25, rows=10).bands, MinHashConfig(bands=25, rows=10).rows) == (25, 10)
+    assert recall_first_bands_rows(0.7, 128) == (32, 4) and recall_first_bands_rows(0.1, 4) == (4, 1)
     lsh = pytest.importorskip("datasketch.lsh")
     for threshold, permutations in [(0.5, 256), (0.85, 128)]:
         assert optimal_bands_rows(threshold, permutations) == lsh._optimal_param(threshold, permutations, 0.5, 0.5)
@@ -282,22 +288,21 @@ def pair_scores(clusters: list[list[str]], pairs: list[tuple[str, str, float]], 
 def test_planted_near_duplicates_of_real_files() -> None:
     """Precision and recall >= 0.95 on planted pairs of real stdlib modules, outside the band that LSH blurs.
 
-    With the default 25 bands x 10 rows a pair becomes a candidate with probability 1 - (1 - J^10)^25: 0.51 at
-    J = 0.7, 0.77 at 0.75, 0.94 at 0.8, 0.996 at 0.85 (the S-curve's midpoint sits at the threshold by design).
-    So the defaults are asserted for J < 0.6 or J >= 0.8. Lowering the LSH's own threshold to 0.5 (42 x 6) and
-    letting verification decide (estimate s.d. ~0.03) holds both >= 0.95 for J outside [0.65, 0.75).
+    With BigCode's balanced 25 bands x 10 rows a pair becomes a candidate with probability 1 - (1 - J^10)^25:
+    0.51 at J = 0.7, 0.77 at 0.75, 0.94 at 0.8, 0.996 at 0.85 (the S-curve's midpoint sits at the threshold), so
+    they are asserted for J < 0.6 or J >= 0.8. The default 42 x 6 puts the LSH's own threshold near 0.5 and lets
+    verification decide (estimate s.d. ~0.03): both >= 0.95 for J outside [0.65, 0.75).
     """
     ids, texts, pairs = planted_corpus(count=96, seed=100)
     similarities = np.array([similarity for *_, similarity in pairs])
     assert similarities.min() < 0.35 and similarities.max() > 0.9
-    default_clusters = near_duplicate_clusters(ids, texts, MinHashConfig())
-    precision, recall, selected = pair_scores(default_clusters, pairs, lambda s: s < 0.6 or s >= 0.8)
+    balanced_clusters = near_duplicate_clusters(ids, texts, MinHashConfig(bands=25, rows=10))
+    precision, recall, selected = pair_scores(balanced_clusters, pairs, lambda s: s < 0.6 or s >= 0.8)
     assert selected >= 50
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
 
-    high_recall = MinHashConfig(bands=42, rows=6)
-    high_recall_clusters = near_duplicate_clusters(ids, texts, high_recall)
-    precision, recall, selected = pair_scores(high_recall_clusters, pairs, lambda s: s < 0.65 or s >= 0.75)
+    default_clusters = near_duplicate_clusters(ids, texts, MinHashConfig())
+    precision, recall, selected = pair_scores(default_clusters, pairs, lambda s: s < 0.65 or s >= 0.75)
     assert selected >= 70
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
 
@@ -308,7 +313,7 @@ def test_planted_near_duplicates_of_real_files() -> None:
             continue
         shares = [
             sum(predicted_together(clusters, original, copy) for original, copy, _ in selected) / len(selected)
-            for clusters in (default_clusters, high_recall_clusters)
+            for clusters in (balanced_clusters, default_clusters)
         ]
         logger.info(
             "J in [%.2f, %.2f): %2d pairs, predicted near-duplicate: 25x10 %.2f (LSH alone %.2f), 42x6 %.2f",

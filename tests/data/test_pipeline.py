@@ -68,7 +68,20 @@ def built(corpus, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("build") / "out"
     result = run_cli(*build_arguments(corpus, output, 2, "--workers", "1"))
     assert result.returncode == 0, result.stderr[-3000:]
+    (output.parent / "stdout.txt").write_text(result.stdout, encoding="utf-8")
     return output
+
+
+def test_the_build_says_how_it_read_its_input_before_the_work(built, corpus):
+    [described] = json.loads((built / "stats.json").read_text())["inputs"]
+    repositories = len([entry for entry in corpus.iterdir() if not entry.name.startswith(".")])
+    assert (described["source"], described["format"], described["repositories"]) == ("repos", "repos", repositories)
+    assert described["reason"].startswith("format auto: ")
+    assert "subfolders and archives look like repositories" in described["reason"]
+    assert described["how"].startswith(f"repos: {corpus}: a folder of {repositories} repositories (")
+    stdout = (built.parent / "stdout.txt").read_text(encoding="utf-8")
+    assert stdout.index(f"reading {described['how']}\n") < stdout.index("[1/8] screen")  # before the work
+    assert f"- read {described['how']}" in (built / "summary.md").read_text(encoding="utf-8")
 
 
 def test_build_writes_samples_with_the_documented_fields(built):

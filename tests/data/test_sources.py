@@ -30,6 +30,7 @@ from repolm.data.sources import (
     SourceConfig,
     SourceUnit,
     default_sources,
+    describe_source,
     detect_format,
     ensure_sources_exist,
     list_units,
@@ -71,6 +72,32 @@ def test_folder_of_repositories(tmp_path: Path):
     assert [file.path for file in repositories[0].files] == ["alpha/__init__.py", "b.py", "setup.py"]
     assert repositories[1].files[1] == SourceFile("src/index.js", b"let x = 1;\n")
     assert {(repository.source, repository.kind) for repository in repositories} == {("mine", "code")}
+
+
+def test_how_a_source_is_read_is_said_in_words(tmp_path: Path):
+    write_tree(tmp_path / "in", {"lib/a.py": "import b\n", "lib/b.py": "x = 1\n", "docs/x.md": "# x\n"})
+    source = SourceConfig(name="in", path=str(tmp_path / "in"))
+    described = describe_source(source, list_units(source))
+    assert described["how"] == (
+        f"in: {tmp_path / 'in'}: one repository (format auto: no repository markers at its top or in its subfolders)"
+    )
+    write_tree(tmp_path / "in", {"pyproject.toml": "[project]\n"})
+    reason = describe_source(source, list_units(source))["reason"]
+    assert reason == "format auto: a repository marker at its top: pyproject.toml"
+    write_tree(tmp_path / "many" / "a", {"README.md": "a\n"})
+    write_tree(tmp_path / "many" / "b", {"go.mod": "module b\n"})
+    write_tree(tmp_path / "many" / "c", {"x.c": "int x;\n"})
+    many = SourceConfig(name="many", path=str(tmp_path / "many"), repositories=["a", "b", "c"])
+    described = describe_source(many, list_units(many))
+    assert described["how"] == (
+        f"many: {tmp_path / 'many'}: a folder of 3 repositories (3 folders), those that repositories ['a', 'b', 'c'] "
+        "select (format auto: 2 of its 3 subfolders and archives look like repositories)"
+    )
+    stdlib = SourceConfig(name="stdlib", format="stdlib")
+    described = describe_source(stdlib, list_units(stdlib))
+    assert described["repositories"] > 20 and described["format"] == "stdlib"
+    assert described["how"].endswith("(the Python standard library: each top-level package a repository, the "
+                                     "top-level modules one) (format stdlib set)")  # fmt: skip
 
 
 def test_single_repository_binary_and_empty(tmp_path: Path):

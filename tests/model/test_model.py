@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import repolm.model
-from repolm.model import PRESETS, KVCache, ModelConfig, Transformer, build_model, preset_config
+from repolm.model import PRESETS, KVCache, ModelConfig, Transformer, build_model, flops_per_token, preset_config
 
 TOLERANCE = 1e-5
 MODEL_DIR = Path(repolm.model.__file__).parent
@@ -43,6 +43,28 @@ def test_num_parameters_matches_meta_count(name: str, tied: bool) -> None:
 def test_cpu_preset_sizes() -> None:
     assert 1_000_000 <= preset_config("tiny").num_parameters <= 2_000_000
     assert 6_500_000 <= preset_config("small").num_parameters <= 7_500_000
+
+
+def test_flops_per_token_of_the_1_3b_preset_by_hand() -> None:
+    """DeepSeek-Coder 1.3B at 4,096 tokens, counted by hand from its published shapes (hidden 2,048, 24 layers,
+    16 heads of 128, intermediate 5,504, vocabulary 32,256, untied head)."""
+    projections = 4 * 2048 * 2048 + 3 * 2048 * 5504  # q, k, v, o (no GQA at 1.3B) + gate, up, down = 50,593,792
+    head = 32256 * 2048  # the output head is a matmul; the input embedding a lookup
+    matmul_weights = 24 * projections + head  # 1,280,311,296
+    attention = 24 * 16 * (2 * 2 * 4096 * 128)  # Q K^T and P V forward per token = 805,306,368
+    expected = 6 * matmul_weights + 3 * attention  # forward + backward (2x forward)
+    assert expected == 10_097_786_880
+    assert flops_per_token(preset_config("deepseek-coder-1.3b"), 4096) == expected
+
+
+def test_flops_per_token_counts_gqa_and_a_tied_head() -> None:
+    config = preset_config("deepseek-coder-33b")  # 56 query heads, 8 key/value heads of 128
+    projections = 2 * 7168 * 7168 + 2 * 7168 * 1024 + 3 * 7168 * 19200
+    expected = 6 * (62 * projections + 32256 * 7168) + 12 * 62 * 56 * 128 * 16384
+    assert flops_per_token(config, 16384) == expected
+    tied = preset_config("tiny", tie_word_embeddings=True)
+    untied = preset_config("tiny", tie_word_embeddings=False)
+    assert flops_per_token(tied, 256) == flops_per_token(untied, 256)  # the head's matmul costs the same
 
 
 def test_build_model_keeps_tied_embeddings_tied() -> None:

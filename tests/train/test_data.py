@@ -15,7 +15,15 @@ import torch
 from repolm.errors import RepolmError
 from repolm.model import build_model, preset_config
 from repolm.tokenizer.token_shards import TokenShardWriter, write_meta
-from repolm.train.data import Batch, TrainData, document_attention_mask, shuffled_index, validation_batches
+from repolm.train.data import (
+    Batch,
+    TrainData,
+    document_attention_mask,
+    document_block_mask,
+    document_spans,
+    shuffled_index,
+    validation_batches,
+)
 
 EOS = 99
 VOCAB = 100
@@ -246,6 +254,90 @@ def test_masked_forward_equals_each_document_run_alone(tmp_path: Path) -> None:
                 torch.testing.assert_close(packed[row : row + 1, start:stop], alone, rtol=0, atol=1e-5)
                 pieces += 1
     assert pieces >= 4  # several documents per row were checked
+
+
+def test_the_block_mask_has_the_tiles_of_the_dense_mask(tmp_path: Path) -> None:
+    """Empty, partial and full 128 x 128 tiles as the dense mask has them, from documents that cross tiles,
+    fill tiles exactly, and a window that opens inside a document (positions not starting at 0)."""
+    generator = torch.Generator().manual_seed(3)
+    rows = []
+    for row in range(3):
+        lengths, total = [], 0
+        while total < 1024:
+            lengths.append(int(torch.randint(1, 300, (1,), generator=generator)) if row else 128)
+            total += lengths[-1]
+        positions = torch.cat([torch.arange(length) for length in lengths])[:1024]
+        rows.append(positions + (57 if row == 2 else 0) * (torch.arange(1024) < lengths[0]))  # row 2 opens inside
+    positions = torch.stack(rows)  # (3, 1024)
+    dense = document_attention_mask(positions)[:, 0].view(3, 8, 128, 8, 128)  # (B, tiles, 128, tiles, 128)
+    some, every = dense.any(dim=(2, 4)), dense.all(dim=(2, 4))
+    block = document_block_mask(positions)
+    tiles = block.to_dense()[:, 0].bool()  # (B, 8, 8): partial or full tiles
+    assert torch.equal(tiles, some)
+    full = torch.zeros_like(some)
+    for b in range(3):
+        for q in range(8):
+            for index in block.full_kv_indices[b, 0, q, : block.full_kv_num_blocks[b, 0, q]]:
+                full[b, q, index] = True
+    assert torch.equal(full, every) and every.sum() > 0 and (some & ~every).sum() > 0
+    with pytest.raises(ValueError, match="multiple of 128"):
+        document_block_mask(positions[:, :1000])
+
+
+def masked_loss_and_gradients(mask, device: str = "cpu") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Summed loss and every weight's gradient of a GQA model on two rows of documents that cross 128-token tiles."""
+    config = preset_config("tiny", vocab_size=VOCAB, initializer_range=0.05, num_key_value_heads=2)
+    generator = torch.Generator().manual_seed(5)
+    input_ids = torch.randint(0, VOCAB, (2, 256), generator=generator).to(device)
+    targets = torch.randint(0, VOCAB, (2, 256), generator=generator).to(device)
+    model = build_model(config, device=device, dtype=torch.float32, seed=0)
+    loss = model(input_ids, positions=MASK_POSITIONS.to(device), attention_mask=mask, targets=targets)
+    loss.backward()
+    return loss.detach(), {name: parameter.grad for name, parameter in model.named_parameters()}
+
+
+MASK_POSITIONS = torch.stack(
+    [torch.cat([torch.arange(length) for length in row]) for row in ([100, 28, 128], [7, 200, 1, 48])]
+)  # (2, 256): documents of 100, 28, 128 and 7, 200, 1, 48 tokens
+
+
+def test_document_spans_equal_the_dense_mask_in_loss_and_gradients() -> None:
+    """SDPA document by document (no T x T tensor) against SDPA with the dense block-diagonal mask."""
+    spans = document_spans(MASK_POSITIONS)
+    assert spans.starts == ((0, 100, 128), (0, 7, 207, 208))
+    assert document_spans(MASK_POSITIONS[:, 3:]).starts == ((0, 97, 125), (0, 4, 204, 205))  # opens inside one
+    dense_loss, dense_gradients = masked_loss_and_gradients(document_attention_mask(MASK_POSITIONS))
+    spans_loss, spans_gradients = masked_loss_and_gradients(spans)
+    torch.testing.assert_close(spans_loss, dense_loss, rtol=1e-5, atol=1e-4)
+    for name, gradient in dense_gradients.items():  # float32 rounding of a summed loss: ~1e-7 of the largest entry
+        scale = float(gradient.abs().max())
+        torch.testing.assert_close(spans_gradients[name], gradient, rtol=1e-4, atol=1e-6 * scale, msg=name)
+
+
+@pytest.mark.slow
+def test_flex_attention_document_mask_equals_the_dense_one_forward_on_cpu() -> None:
+    """The compiled flex_attention kernel with the block mask gives the dense mask's loss (CPU: forward only,
+    PyTorch has no flex backward there; the gradients are compared on a GPU). Compiling takes about a minute."""
+    config = preset_config("tiny", vocab_size=VOCAB, initializer_range=0.05, num_key_value_heads=2)
+    model = build_model(config, device="cpu", dtype=torch.float32, seed=0).eval()
+    input_ids = torch.randint(0, VOCAB, (2, 256), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        dense = model(input_ids, positions=MASK_POSITIONS, attention_mask=document_attention_mask(MASK_POSITIONS))
+        flex = model(input_ids, positions=MASK_POSITIONS, attention_mask=document_block_mask(MASK_POSITIONS))
+    torch.testing.assert_close(flex, dense, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_flex_attention_document_mask_equals_the_dense_one_in_loss_and_gradients_on_a_gpu() -> None:
+    dense_loss, dense_gradients = masked_loss_and_gradients(
+        document_attention_mask(MASK_POSITIONS.cuda()), device="cuda"
+    )
+    flex_loss, flex_gradients = masked_loss_and_gradients(document_block_mask(MASK_POSITIONS.cuda()), device="cuda")
+    torch.testing.assert_close(flex_loss, dense_loss, rtol=1e-4, atol=1e-3)
+    for name, gradient in dense_gradients.items():
+        scale = float(gradient.abs().max())
+        torch.testing.assert_close(flex_gradients[name], gradient, rtol=1e-3, atol=1e-5 * scale, msg=name)
 
 
 def test_validation_batches_are_windows_spread_over_the_folder_in_file_order(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from repolm.train import loop
 from repolm.train.checkpoint import MODEL_FILE, latest_checkpoint
 from repolm.train.config import load_train_config, prepare_run
 from repolm.train.data import Batch, TrainData
-from repolm.train.loop import train, train_data
+from repolm.train.loop import document_mask_kind, train, train_data
 from repolm.train.metrics import read_metrics
 from repolm.train.optim import learning_rate
 
@@ -133,7 +133,13 @@ def loss_lines(run_dir: Path) -> list[tuple]:
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(latest_checkpoint(run_dir) / MODEL_FILE))
+    """The latest checkpoint's weights (either format)."""
+    from repolm.train.checkpoint import load_checkpoint, read_model_state
+
+    checkpoint = latest_checkpoint(run_dir)
+    if (checkpoint / MODEL_FILE).is_file():
+        return load_file(str(checkpoint / MODEL_FILE))
+    return read_model_state(checkpoint, load_checkpoint(checkpoint, load_weights=False).model_config)
 
 
 def assert_same_run(run_dir: Path, reference_dir: Path) -> None:
@@ -273,18 +279,56 @@ def test_pinned_figures_hold_with_the_other_thread_count(steps, dataset, saved_s
     assert not missed_figures(figures), describe(figures)
 
 
-def test_stop_and_resume_is_bit_exact(reference, tmp_path):
+def test_the_automatic_document_mask_suits_the_device_and_the_window():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [document_mask_kind("auto", cpu, length) for length in (256, 4095, 4096, 16384)] == [
+        "dense",
+        "dense",
+        "spans",
+        "spans",
+    ]
+    assert [document_mask_kind("auto", cuda, length) for length in (256, 16384, 1000, 5000)] == [
+        "flex",
+        "flex",
+        "dense",
+        "spans",
+    ]  # flex tiles are 128 tokens
+    assert document_mask_kind("dense", cuda, 16384) == "dense"
+
+
+def tensorboard_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of one scalar as TensorBoard reads the run's event files (purges of a resume applied)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+
+
+@pytest.mark.parametrize("checkpoint_format", ["full", "sharded"])
+def test_stop_and_resume_is_bit_exact(reference, tmp_path, checkpoint_format):
+    """In both checkpoint formats. Also with TensorBoard on: its event files hold the logged curve once per step
+    across the resume."""
     _, reference_dir, overrides = reference
-    overrides = {**overrides, "run_dir": str(tmp_path / "run")}
+    overrides = {**overrides, "run_dir": str(tmp_path / "run"), "logging.tensorboard": True}
+    overrides["checkpoint.format"] = checkpoint_format
     config = load_train_config(None, overrides)
     stopped = train(config, stop_at_step=110)  # between checkpoints: the checkpoint at 110 is written on stopping
     assert stopped.steps == 110 and stopped.checkpoint.name == "step_0000110"
+    assert (stopped.checkpoint / "shards").is_dir() == (checkpoint_format == "sharded")
     with pytest.raises(RepolmError, match="already has checkpoints"):
         train(config)
     resumed = train(config, resume=True)
     assert resumed.steps == STEPS
     assert [r.get("event") for r in read_metrics(tmp_path / "run") if "event" in r] == ["start", "resume"]
     assert_same_run(tmp_path / "run", reference_dir)
+    records = read_metrics(tmp_path / "run")
+    for tag, key in (("loss", "loss"), ("lr", "lr"), ("val_loss", "val_loss")):
+        logged = [(r["step"], r[key]) for r in records if key in r]
+        assert len(logged) >= (STEPS if tag != "val_loss" else 2)
+        events = tensorboard_scalars(tmp_path / "run", tag)
+        assert [step for step, _ in events] == [step for step, _ in logged], tag
+        assert [value for _, value in events] == pytest.approx([value for _, value in logged], rel=1e-6)  # float32
 
 
 @pytest.mark.slow
@@ -423,6 +467,44 @@ def test_init_from_a_run_with_long_context_rope(reference, tmp_path):
     assert result.steps == 3
 
 
+def test_continued_pretraining_from_an_hf_folder(reference, tmp_path):
+    """The v1.5 path: a config written for a preset, `model.init_from=<HF folder>` over it (no `model.preset=null`).
+    The run starts from the folder's weights (its first loss is the loaded model's own loss on that batch), trains
+    every weight, and exports a folder that loads."""
+    import yaml
+
+    from repolm.hf_folder import load_pretrained
+    from repolm.train.checkpoint import export_checkpoint
+    from repolm.train.config import prepare_run
+    from repolm.train.parallelize import DistributedInfo
+
+    _, reference_dir, overrides = reference
+    base = export_checkpoint(reference_dir, tmp_path / "base")
+    config_file = tmp_path / "continue.yaml"  # names the preset and its shape overrides
+    config_file.write_text(yaml.safe_dump(_nested({**overrides, "run_dir": str(tmp_path / "continued")})))
+    changes = {"model.init_from": str(base), "max_steps": 10, "schedule.warmup_steps": 0, "eval.every_steps": 0}
+    config = load_train_config(config_file, changes)
+    assert config.model.preset is None and config.model.init_from == str(base)
+    plan = prepare_run(config)
+    assert plan.init_kind == "hf_folder" and plan.model_config == load_pretrained(base).config
+
+    single = DistributedInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), is_main=True)
+    data = train_data(config, plan, single)
+    batches = [data.next_batch() for _ in range(config.batch.gradient_accumulation_steps)]
+    loaded = load_pretrained(base).train()
+    with torch.no_grad():
+        summed = sum(float(loaded(b.input_ids, b.positions, b.attention_mask, targets=b.targets)) for b in batches)
+    expected_first = summed / sum(b.targets.numel() for b in batches)
+
+    train(config)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "continued") if "loss" in r]
+    assert losses[0] == pytest.approx(expected_first, rel=1e-5)
+    assert max(losses) < 6.0 and len(losses) == 10  # trained weights, not a fresh model (6.93)
+    continued = load_pretrained(export_checkpoint(tmp_path / "continued", tmp_path / "exported"))
+    changed = [not torch.equal(p, q) for p, q in zip(continued.parameters(), loaded.parameters(), strict=True)]
+    assert all(changed)
+
+
 def test_plot_run(reference):
     from repolm.train.plot import plot_run
 
@@ -438,16 +520,30 @@ def test_plot_run(reference):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
 
-def _distributed_worker(mode: str, run_dir: str, dataset: str, tokenizer_dir: str) -> None:
-    """Run under torchrun: the reference settings for 12 steps with 2 processes x micro-batch 2."""
+def _distributed_worker(mode: str, run_dir: str, dataset: str, tokenizer_dir: str, max_steps: str = "12") -> None:
+    """Run under torchrun: the reference settings for `max_steps` steps with 2 processes x micro-batch 2 (resuming
+    the run's latest checkpoint when it has one)."""
     import dataclasses
 
     from repolm.train.parallelize import ParallelConfig
 
     overrides = run_overrides(Path(run_dir), Path(dataset), Path(tokenizer_dir))
-    overrides.update({"max_steps": 12, "batch.micro_batch_size": 2, "checkpoint.every_steps": 6, "eval.every_steps": 6})
+    overrides.update({"max_steps": int(max_steps), "batch.micro_batch_size": 2, "checkpoint.every_steps": 6})
+    overrides["eval.every_steps"] = 6
     config = dataclasses.replace(load_train_config(None, overrides), parallel=ParallelConfig(mode=mode))
-    train(config)
+    train(config, resume=True)
+
+
+def _torchrun(*arguments: str) -> None:
+    """Runs this file's `_distributed_worker` with 2 processes (gloo, a free port)."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", f"--master-port={port}"]
+    finished = subprocess.run([*command, __file__, *arguments], env=environment, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -460,14 +556,7 @@ def test_two_processes_match_one(mode, dataset, saved_small_tokenizer, tmp_path)
     overrides = run_overrides(tmp_path / "single", dataset, saved_small_tokenizer)
     overrides.update({"max_steps": 12, "checkpoint.every_steps": 6, "eval.every_steps": 6})
     train(load_train_config(None, overrides))
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", f"--master-port={port}"]
-    command += [__file__, mode, str(tmp_path / mode), str(dataset), str(saved_small_tokenizer)]
-    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
-    assert finished.returncode == 0, finished.stderr[-3000:]
+    _torchrun(mode, str(tmp_path / mode), str(dataset), str(saved_small_tokenizer))
     single = [r for r in read_metrics(tmp_path / "single") if "loss" in r]
     distributed = [r for r in read_metrics(tmp_path / mode) if "loss" in r]
     assert [r["step"] for r in distributed] == list(range(1, 13))
@@ -480,5 +569,59 @@ def test_two_processes_match_one(mode, dataset, saved_small_tokenizer, tmp_path)
     torch.testing.assert_close(exported(input_ids), reference(input_ids), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_sharded_checkpoints_resume_on_one_process_and_on_two(dataset, saved_small_tokenizer, tmp_path):
+    """A 2-process FSDP2 run writes sharded checkpoints (no gathered copy). Resumed on 1 process and on 2, it goes
+    on with the same weights and optimizer state (both log the same losses and end with the same weights); a
+    1-process run with sharded checkpoints resumes on 2 as well; a sharded checkpoint exports a folder that
+    transformers loads to the same logits."""
+    import shutil
+
+    from transformers import LlamaForCausalLM
+
+    from repolm.hf_folder import load_pretrained
+    from repolm.train.checkpoint import SHARDS_FOLDER, export_checkpoint, load_checkpoint, read_model_state
+
+    arguments = (str(dataset), str(saved_small_tokenizer))
+    _torchrun("fsdp", str(tmp_path / "two"), *arguments)  # 12 steps, checkpoints at 6 and 12
+    written = latest_checkpoint(tmp_path / "two")
+    assert written.name == "step_0000012" and (written / SHARDS_FOLDER / ".metadata").is_file()
+    assert sorted(path.name for path in (written / SHARDS_FOLDER).glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert not (written / MODEL_FILE).exists()
+    assert json.loads((written / "trainer_state.json").read_text())["format"] == "sharded"
+
+    def one_process(run_dir: Path, max_steps: int, **changes) -> None:
+        overrides = run_overrides(run_dir, dataset, saved_small_tokenizer)
+        overrides.update({"max_steps": max_steps, "checkpoint.every_steps": 6, "eval.every_steps": 6, **changes})
+        train(load_train_config(None, overrides), resume=True)
+
+    def losses(run_dir: Path, steps: range) -> list[float]:
+        return [r["loss"] for r in read_metrics(run_dir) if "loss" in r and r["step"] in steps]
+
+    shutil.copytree(tmp_path / "two", tmp_path / "two_then_one")
+    shutil.copytree(tmp_path / "two", tmp_path / "two_then_two")
+    one_process(tmp_path / "two_then_one", 14)  # 2 -> 1
+    _torchrun("fsdp", str(tmp_path / "two_then_two"), *arguments, "14")  # 2 -> 2
+    one_process(tmp_path / "one", 12, **{"checkpoint.format": "sharded"})
+    _torchrun("fsdp", str(tmp_path / "one"), *arguments, "14")  # 1 -> 2
+    expected = losses(tmp_path / "two_then_one", range(13, 15))
+    assert len(expected) == 2
+    assert losses(tmp_path / "two_then_two", range(13, 15)) == pytest.approx(expected, rel=1e-5)
+    assert losses(tmp_path / "one", range(13, 15)) == pytest.approx(expected, rel=1e-4)
+    config = load_checkpoint(written, load_weights=False).model_config
+    final = {
+        run: read_model_state(latest_checkpoint(tmp_path / run), config) for run in ("two_then_one", "two_then_two")
+    }
+    for name, tensor in final["two_then_one"].items():
+        torch.testing.assert_close(final["two_then_two"][name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+
+    exported = export_checkpoint(written, tmp_path / "export")
+    theirs = LlamaForCausalLM.from_pretrained(exported).eval()
+    ours = load_pretrained(exported)
+    input_ids = torch.arange(32).view(1, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(input_ids).logits, ours(input_ids), rtol=1e-4, atol=1e-4)
+
+
 if __name__ == "__main__":
-    _distributed_worker(*sys.argv[1:5])
+    _distributed_worker(*sys.argv[1:])

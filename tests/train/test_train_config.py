@@ -75,6 +75,12 @@ def test_a_good_config_resolves(tmp_path, dataset, saved_small_tokenizer, small_
         ({"model.preset": "huge"}, "model.preset: unknown model preset 'huge'"),
         ({"model.init_from": "/nonexistent/model"}, "set exactly one of model.preset and model.init_from"),
         ({"batch.micro_batch_size": 0}, "batch.micro_batch_size: must be >= 1"),
+        ({"data.document_mask": "sparse"}, "data.document_mask: 'sparse' is not one of auto, dense, spans, flex"),
+        (
+            {"data.document_mask": "flex", "data.sequence_length": 100},
+            "flex needs a sequence_length that is a multiple",
+        ),
+        ({"checkpoint.format": "zip"}, "checkpoint.format: 'zip' is not one of auto, full, sharded"),
         ({"precision": "fp16"}, "precision: 'fp16' is not one of"),
         ({"max_steps": "many"}, "max_steps: expected an integer"),
         ({"data.mixture": {"code_text": 0.5}}, "data.mixture.code_text: no such kind"),

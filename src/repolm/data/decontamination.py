@@ -54,6 +54,15 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from repolm.benchmark_folder import (
+    HUMANEVAL,
+    HUMANEVAL_DEEPSEEK,
+    LEETCODE,
+    MBPP_ALL,
+    MBPP_TEST,
+    MULTIPL_E,
+    PAL_MATH,
+)
 from repolm.data.records import CodeFile, Exclusion
 from repolm.errors import RepolmError, one_line
 
@@ -170,39 +179,36 @@ def _humaneval_family(task_id: str) -> str:
     return f"HumanEval/{number.group(1)}" if number else task_id
 
 
-# (relative file, benchmark, {field: row keys}, item id, family); MultiPL-E files are added in read_benchmark_strings.
+# (benchmark file, {field: row keys}, item id, family). HumanEval-infilling is left out (see the module docstring).
 _SETS = (
-    ("humaneval/HumanEval.jsonl.gz", "humaneval", {"prompt": "prompt", "canonical_solution": "canonical_solution"},
+    (HUMANEVAL, {"prompt": "prompt", "canonical_solution": "canonical_solution"},
      lambda row: _humaneval_family(row["task_id"]), None),
-    ("humaneval/humaneval-python.jsonl", "humaneval",
+    (HUMANEVAL_DEEPSEEK,
      {"prompt": "prompt", "canonical_solution": "canonical_solution",
       "declaration+canonical_solution": "declaration+canonical_solution"},
      lambda row: _humaneval_family(row["task_id"]), None),
-    ("mbpp/mbpp.jsonl", "mbpp", {"text": "text", "code": "code"}, lambda row: f"MBPP/{row['task_id']}", None),
-    ("mbpp/mbpp_test.jsonl", "mbpp", {"text": "prompt", "code": "code"}, lambda row: f"MBPP/{row['task_id']}", None),
-    ("leetcode/20240121-Jul.jsonl", "leetcode", {"prompt": "prompt"}, lambda row: row["task_id"], None),
-    ("pal-math/gsm8k.json", "gsm8k", {"question": "question", "answer": "answer"},
-     lambda row: f"gsm8k/{row['idx']}", None),
-    ("pal-math/gsm-hard.json", "gsm-hard", {"question": "input"}, lambda row: f"gsm-hard/{row['idx']}",
+    (MBPP_ALL, {"text": "text", "code": "code"}, lambda row: f"MBPP/{row['task_id']}", None),
+    (MBPP_TEST, {"text": "prompt", "code": "code"}, lambda row: f"MBPP/{row['task_id']}", None),
+    (LEETCODE, {"prompt": "prompt"}, lambda row: row["task_id"], None),
+    (PAL_MATH["gsm8k"], {"question": "question", "answer": "answer"}, lambda row: f"gsm8k/{row['idx']}", None),
+    (PAL_MATH["gsm-hard"], {"question": "input"}, lambda row: f"gsm-hard/{row['idx']}",
      lambda row: f"gsm8k/{row['idx']}"),
-    ("pal-math/svamp.json", "svamp", {"question": "Body+Question"}, lambda row: f"svamp/{row['ID']}", None),
-    ("pal-math/asdiv.json", "asdiv", {"question": "body+question"}, lambda row: f"asdiv/{row['idx']}", None),
+    (PAL_MATH["svamp"], {"question": "Body+Question"}, lambda row: f"svamp/{row['ID']}", None),
+    (PAL_MATH["asdiv"], {"question": "body+question"}, lambda row: f"asdiv/{row['idx']}", None),
+    *((file, {"prompt": "prompt"}, lambda row: row["task_id"], lambda row: _humaneval_family(row["task_id"]))
+      for file in MULTIPL_E.values()),
 )  # fmt: skip
-MULTIPL_E_LANGUAGES = ("cpp", "cs", "go", "java", "js", "php", "rs", "sh", "ts")
+INDEXED_FILES = tuple(file for file, *_ in _SETS)
+"""The benchmark files whose strings are indexed (every file of the registry but HumanEval-infilling)."""
 
 
 def read_benchmark_strings(folder: Path | str) -> tuple[list[BenchmarkString], list[str]]:
     """The benchmark strings of the shared benchmarks folder, and a note for each file that is absent or unreadable."""
     folder = Path(folder)
-    sets = list(_SETS)
-    for language in MULTIPL_E_LANGUAGES:
-        sets.append(
-            (f"humaneval-multilingual/humaneval-{language}.jsonl", f"humaneval-{language}", {"prompt": "prompt"},
-             lambda row: row["task_id"], lambda row: _humaneval_family(row["task_id"]))
-        )  # fmt: skip
     strings: list[BenchmarkString] = []
     notes: list[str] = []
-    for relative, benchmark, fields, item, family in sets:
+    for file, fields, item, family in _SETS:
+        relative, benchmark = file.path, file.benchmark
         path = folder / relative
         if not path.is_file():
             notes.append(f"{relative}: absent (skipped)")

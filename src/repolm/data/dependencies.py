@@ -15,7 +15,10 @@ Resolution in short: Python relative imports from the package folder, absolute n
 `using` by declared namespace; C/C++ quoted includes next to the includer, then any include by path suffix;
 JavaScript/TypeScript relative specifiers with extensions and index files; Go import paths under go.mod's module;
 Rust `mod`/`use` paths to a.rs or a/mod.rs below the crate root; PHP include paths and PSR-4 class names; Ruby
-`require_relative` next to the file and `require` on the load path (the root and lib/).
+`require_relative` next to the file and `require` on the load path (the root and lib/). Inside a package (Go: a
+folder's files with one package clause; Java: a declared package; C#: a namespace), where names need no import, a
+file depends on the files that declare a top-level name it uses (`repolm.data.package_names`, tree-sitter), and a
+Go test file on its package's code.
 
 Not handled: anything that needs a compiler or the build configuration (include paths, sys.path, tsconfig path
 aliases, Cargo workspaces, `#[path]` attributes, conditional compilation), calls that cross languages, and
@@ -39,6 +42,7 @@ from repolm.data.import_extraction import (
     _imports_in_code,
     code_text,
 )
+from repolm.data.package_names import go_package, top_level_names
 from repolm.data.records import CodeFile
 
 # Languages whose files may import each other (a C file includes C++ headers, a TypeScript file imports JavaScript).
@@ -118,13 +122,17 @@ class ImportResolver:
     TypeScript); a go.mod file (any language) gives Go its module path.
     """
 
-    def __init__(self, files: list[CodeFile]) -> None:
+    def __init__(self, files: list[CodeFile], package_names: bool = True) -> None:
+        """`package_names` False leaves out the edges of names inside packages (Java and C# then match file names
+        only, Go has none): the resolver as it was before them, for measuring what they change."""
         self.files = {file.path: file for file in files}
+        self.package_names = package_names
         self._family_paths: dict[str, set[str]] = defaultdict(set)
         for file in files:
             if file.language in DEPENDENCY_LANGUAGES:
                 self._family_paths[_FAMILY.get(file.language, file.language)].add(file.path)
         self._code: dict[str, str] = {}
+        self._names: dict[str, frozenset[bytes]] = {}
         self._indexes: dict[str, object] = {}
         self._picked: dict[tuple[int, str], str] = {}
 
@@ -142,6 +150,15 @@ class ImportResolver:
         if path not in self._code:
             self._code[path] = code_text(self.files[path].text, self.files[path].language)
         return self._code[path]
+
+    def names(self, path: str) -> frozenset[bytes]:
+        """The top-level names a Go, Java or C# file declares (`repolm.data.package_names`), with its file name's
+        stem for Java and C# (the class it is named after); cached."""
+        if path not in self._names:
+            file = self.files[path]
+            names = top_level_names(file.text, file.language) if self.package_names else frozenset()
+            self._names[path] = names | {_stem(path)} if file.language in ("Java", "C#") else names
+        return self._names[path]
 
     def _declared(self, path: str) -> list[str]:
         file = self.files[path]
@@ -195,7 +212,11 @@ class ImportResolver:
 
     def _build_go(self) -> dict[str, object]:
         folders: dict[str, list[str]] = defaultdict(list)
+        packages: dict[tuple[str, str], list[str]] = defaultdict(list)
+        package_of: dict[str, tuple[str, str]] = {}
         for path in sorted(self._family_paths["Go"]):
+            package_of[path] = (_folder(path), go_package(self.files[path].text))
+            packages[package_of[path]].append(path)
             if not path.endswith("_test.go"):
                 folders[_folder(path)].append(path)
         modules = []
@@ -204,7 +225,13 @@ class ImportResolver:
                 modules += [(module, _folder(path)) for module in _GO_MODULE.findall(file.text)]
         modules.sort(key=lambda module: (-len(module[0]), module))
         suffixes = _suffix_index((folder.split("/"), folder) for folder in sorted(folders) if folder)
-        return {"folders": folders, "modules": modules, "suffixes": suffixes}
+        return {
+            "folders": folders,
+            "modules": modules,
+            "suffixes": suffixes,
+            "packages": packages,
+            "package_of": package_of,
+        }
 
     def _build_php(self) -> dict[str, list[str]]:
         classes: dict[str, list[str]] = defaultdict(list)
@@ -288,6 +315,10 @@ class ImportResolver:
         the import path (for paths that start with a domain, as GOPATH-era imports do)."""
         go = self._index("go")
         for module, module_folder in go["modules"]:
+            if module == "std" and "." not in target.split("/")[0]:  # Go's own tree: bare paths ("net/http")
+                found = _join(module_folder, target)
+                if found in go["folders"]:
+                    return list(go["folders"][found]), True
             if target == module or target.startswith(module + "/"):
                 found = _join(module_folder, target[len(module) :].lstrip("/") or ".")
                 return list(go["folders"].get(found or "", [])), True
@@ -386,12 +417,26 @@ class ImportResolver:
                         return [candidate.lstrip("/")], False
         return [], False
 
+    def _package(self, path: str) -> list[str]:
+        """The files of `path`'s own package: Java's declared package (else its folder), C#'s namespaces, Go's folder
+        and package clause."""
+        file = self.files[path]
+        if file.language == "Java":
+            declared = self._declared(path)
+            return self._index("java")["packages"].get(declared[0] if declared else "/" + _folder(path), [])
+        if file.language == "C#":
+            namespaces = self._index("csharp")["namespaces"]
+            return [hit for namespace in self._declared(path) for hit in namespaces.get(namespace, [])]
+        go = self._index("go")
+        return go["packages"].get(go["package_of"].get(path), [])
+
     def dependencies(self, path: str) -> set[str]:
         """The repository files `path` depends on (never itself).
 
-        Whole-package hits (Java wildcards, C# `using` of a namespace) are narrowed to the files whose name is
-        used as a word in the file, or kept whole when no name is; Java and C# files also depend on the files of
-        their own package/namespace whose names they use (the implicit imports of those languages).
+        Whole-package hits (Java wildcards, C# `using` of a namespace) are narrowed to the files that declare a
+        top-level name used as a word in the file, or kept whole when no name is. Java, C# and Go files also depend
+        on the files of their own package/namespace whose top-level names they use (names need no import there:
+        `names`), and a Go test file (`_test.go`) on the package's other files, so tests follow their code.
         """
         file = self.files[path]
         if file.language not in DEPENDENCY_LANGUAGES:
@@ -402,17 +447,13 @@ class ImportResolver:
             hits, whole_package = self._resolve(path, target)
             if whole_package and file.language in ("Java", "C#"):
                 words = words if words is not None else _words(self.code(path))
-                hits = [hit for hit in hits if _stem(hit) in words] or hits
+                hits = [hit for hit in hits if self.names(hit) & words] or hits
             found.update(hits)
-        if file.language in ("Java", "C#"):
+        if file.language in ("Java", "C#", "Go"):
             words = words if words is not None else _words(self.code(path))
-            declared = self._declared(path)
-            if file.language == "Java":
-                group = self._index("java")["packages"].get(declared[0] if declared else "/" + _folder(path), [])
-            else:
-                namespaces = self._index("csharp")["namespaces"]
-                group = [hit for namespace in declared for hit in namespaces.get(namespace, [])]
-            found.update(hit for hit in group if _stem(hit) in words)
+            found.update(hit for hit in self._package(path) if hit != path and self.names(hit) & words)
+        if file.language == "Go" and path.endswith("_test.go") and self.package_names:  # tests after their code
+            found.update(self._index("go")["folders"].get(_folder(path), []))
         found.discard(path)
         return found
 

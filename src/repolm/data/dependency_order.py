@@ -7,7 +7,8 @@ random), which also breaks cycles. Here:
 - `dependency_order` is Algorithm 1 (heap with lazy entries, O((V+E) log V)), with an optional cycle-aware variant
   that places every dependency before its dependent unless both are in one cycle;
 - `dependency_cycles` lists the strongly connected components (iterative Tarjan, so no recursion limit) for reports
-  and for the cycle-aware order.
+  and for the cycle-aware order;
+- `edges_in_order` measures an order: the share of given edges, outside cycles, whose dependency comes first.
 
 Both work on a plain graph, file path -> the paths it depends on, and are deterministic: the order depends only on
 the graph and the seed, never on the input order. Not handled here: finding the dependencies (imports are extracted
@@ -142,3 +143,21 @@ def dependency_cycles(dependencies: Mapping[str, Iterable[str]]) -> list[list[st
                     if len(component) > 1 or node in graph[node]:
                         cycles.append(sorted(component))
     return sorted(cycles)
+
+
+def edges_in_order(
+    edges: Iterable[tuple[str, str]], sequences: list[list[str]], dependencies: Mapping[str, Iterable[str]]
+) -> tuple[int, int]:
+    """(in order, counted): of the (dependent, dependency) `edges` whose two files are not in one cycle of
+    `dependencies` (and both in `sequences`), those whose dependency comes first. The measure of an ordering."""
+    position = {path: index for sequence in sequences for index, path in enumerate(sequence)}
+    component = {path: number for number, cycle in enumerate(dependency_cycles(dependencies)) for path in cycle}
+    in_order = counted = 0
+    for dependent, dependency in edges:
+        if dependent not in position or dependency not in position or dependent == dependency:
+            continue
+        if dependent in component and component.get(dependency) == component[dependent]:
+            continue
+        counted += 1
+        in_order += position[dependency] < position[dependent]
+    return in_order, counted

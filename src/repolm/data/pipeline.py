@@ -50,6 +50,7 @@ class BuildPlan:
     notes: list[str]
     benchmarks: str | None
     heldout: HeldoutRule
+    inputs: list[dict]  # how each source is read (`repolm.data.sources.describe_source`), said before any work
 
     @property
     def work(self) -> Path:
@@ -67,7 +68,7 @@ class BuildPlan:
 
 def plan_build(config: BuildConfig, output: str | Path) -> BuildPlan:
     """Resolves sources (or the default corpus), lists their units and finds the benchmark folder. Fails early."""
-    from repolm.data.sources import default_sources, ensure_sources_exist, list_units
+    from repolm.data.sources import default_sources, describe_source, ensure_sources_exist, list_units
 
     notes: list[str] = []
     sources = list(config.sources)
@@ -77,7 +78,9 @@ def plan_build(config: BuildConfig, output: str | Path) -> BuildPlan:
             raise RepolmError("no --input given and no default corpus found on this machine: " + "; ".join(notes))
         config.sources = sources
     ensure_sources_exist(sources)
-    units = [(source, unit) for source in sources for unit in list_units(source)]
+    units_of = {source.name: list_units(source) for source in sources}
+    units = [(source, unit) for source in sources for unit in units_of[source.name]]
+    inputs = [describe_source(source, units_of[source.name]) for source in sources]
     if not units:
         raise RepolmError("the inputs hold no repositories: " + ", ".join(str(source.path) for source in sources))
     benchmarks = None
@@ -99,7 +102,7 @@ def plan_build(config: BuildConfig, output: str | Path) -> BuildPlan:
         split.heldout_fraction,
         split.seed,
     )
-    return BuildPlan(config, Path(output), units, notes, benchmarks, heldout)
+    return BuildPlan(config, Path(output), units, notes, benchmarks, heldout, inputs)
 
 
 def prepare_output(plan: BuildPlan, overwrite: bool) -> bool:
@@ -183,7 +186,7 @@ def build_stages(plan: BuildPlan) -> list[tuple[str, list, int]]:
         ),
     )
     signature, buckets, clusters, filtered = minhash
-    summary = [WriteSummary(str(plan.output), plan.notes, plan.config.mixture)]
+    summary = [WriteSummary(str(plan.output), plan.notes, plan.config.mixture, plan.inputs)]
     return [
         ("screen", screen, tasks),
         ("exact", exact, tasks),
@@ -200,6 +203,11 @@ def run_build(config: BuildConfig, output: str | Path, overwrite: bool = False, 
     """Plans, runs (or resumes) a build; returns the output folder. Raises RepolmError for bad input."""
     plan = plan_build(config, output)
     complete = prepare_output(plan, overwrite)  # refuses a folder of another build before anything is logged
+    for described in plan.inputs:  # said before any work, beside the stage progress lines
+        if progress:
+            print(f"reading {described['how']}", flush=True)
+        else:
+            logger.info("reading %s", described["how"])
     for note in plan.notes:
         logger.warning(note)
     if complete:

@@ -6,6 +6,11 @@ dropped). Assembly orders a repository's code files by their dependencies and co
 `RepoSample`s, the unit that near-dedup, decontamination reports and the output work on.
 
 These are plain dataclasses: every stage can be used on its own, with or without datatrove.
+
+This module also owns the files a build hands to the tokenize stage: the sample records (`data/<kind>/*.jsonl.zst`,
+`write_sample_records`) and the build's `mixture.json` (`write_build_mixture`, `read_build_target_shares`):
+
+    {"target_share": {kind: share}, "bytes": {kind: output bytes}, "data": {kind: "data/<kind>"}}
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ KIND_CODE = "code"
 KIND_CODE_TEXT = "code-text"
 KIND_OTHER_TEXT = "other-text"
 KINDS = (KIND_CODE, KIND_CODE_TEXT, KIND_OTHER_TEXT)
+BUILD_MIXTURE_FILE = "mixture.json"
 
 
 @dataclass
@@ -210,3 +216,37 @@ def sample_record_files(record: dict) -> list[tuple[str, str, str]]:
             block = block[:-1]
         files.append((path, language, block))
     return files
+
+
+def write_build_mixture(output: str | Path, mixture: dict[str, float], bytes_per_kind: dict[str, int]) -> dict:
+    """Writes the build's `mixture.json` (atomically): the configured mixture as shares of every kind, the output
+    bytes per kind and each kind's sample folder; returns it."""
+    from repolm.folder_writer import write_file_atomically
+
+    total = sum(mixture.values())
+    written = {
+        "target_share": {kind: mixture.get(kind, 0) / total for kind in KINDS},
+        "bytes": {kind: bytes_per_kind.get(kind, 0) for kind in KINDS},
+        "data": {kind: f"data/{kind}" for kind in KINDS},
+    }
+    write_file_atomically(Path(output) / BUILD_MIXTURE_FILE, json.dumps(written, indent=1) + "\n")
+    return written
+
+
+def read_build_target_shares(folder: str | Path) -> dict[str, float] | None:
+    """`target_share` of a build's `mixture.json`: in `folder` (a build), or beside it when `folder` is a build's
+    `data/`; None when there is none. `RepolmError` names a file that is there but unreadable."""
+    from repolm.errors import RepolmError, one_line
+
+    folder = Path(folder)
+    candidates = [folder / BUILD_MIXTURE_FILE] + ([folder.parent / BUILD_MIXTURE_FILE] if folder.name == "data" else [])
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                shares = json.loads(candidate.read_text(encoding="utf-8")).get("target_share")
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+                raise RepolmError(f"{candidate}: cannot read its target_share ({one_line(error)})") from None
+            if not isinstance(shares, dict) or not all(isinstance(v, int | float) for v in shares.values()):
+                raise RepolmError(f"{candidate}: target_share must map kinds to numbers")
+            return {str(kind): float(share) for kind, share in shares.items()}
+    return None

@@ -174,6 +174,14 @@ def _is_real_dir(entry: os.DirEntry) -> bool:
     return entry.is_dir(follow_symlinks=False)
 
 
+def _repository_marker(folder: Path) -> str | None:
+    """The first (by name) repository marker at the top of `folder`, or None."""
+    try:
+        return min((name for name in os.listdir(folder) if name in REPOSITORY_MARKERS), default=None)
+    except OSError:
+        return None
+
+
 def _looks_like_repository(folder: Path, markers: frozenset[str] = REPOSITORY_MARKERS) -> bool:
     try:
         return any(name in markers for name in os.listdir(folder))
@@ -188,27 +196,40 @@ def detect_format(path: Path) -> str:
     repository marker (`REPOSITORY_MARKERS`); "jsonl"/"parquet" if it holds only corpus files; "repos" if at least half
     of its non-hidden subfolders and archives are repositories (an archive, or a marker or README inside); else "repo".
     """
+    return detect_format_and_reason(path)[0]
+
+
+def detect_format_and_reason(path: Path) -> tuple[str, str]:
+    """`detect_format`'s answer and why, in words ("a repository marker at its top: pyproject.toml")."""
     if path.is_file():
         for found, suffixes in (("archive", ARCHIVE_SUFFIXES), *FORMAT_SUFFIXES.items()):
-            if _has_suffix(path, suffixes):
-                return found
+            suffix = next((suffix for suffix in suffixes if path.name.lower().endswith(suffix)), None)
+            if suffix is not None:
+                return found, f"the file name ends in {suffix}"
         raise RepolmError(f"{path}: cannot tell the format from the file name; set the source's format")
     if (path / ".git").exists():
-        return "git"
-    if _looks_like_repository(path):
-        return "repo"
+        return "git", "it holds .git"
+    marker = _repository_marker(path)
+    if marker is not None:
+        return "repo", f"a repository marker at its top: {marker}"
     entries = _visible_entries(path)
     files = [entry for entry in entries if entry.is_file(follow_symlinks=False)]
     folders = [entry for entry in entries if _is_real_dir(entry)]
     if files and not folders and all(_has_suffix(entry.name, JSONL_SUFFIXES + PARQUET_SUFFIXES) for entry in files):
-        return "jsonl" if any(_has_suffix(entry.name, JSONL_SUFFIXES) for entry in files) else "parquet"
+        found = "jsonl" if any(_has_suffix(entry.name, JSONL_SUFFIXES) for entry in files) else "parquet"
+        return found, "it holds only corpus files"
     archives = [entry for entry in files if _has_suffix(entry.name, ARCHIVE_SUFFIXES)]
     candidates = len(folders) + len(archives)
     markers = REPOSITORY_MARKERS | README_MARKERS
     repositories = len(archives) + sum(_looks_like_repository(Path(entry.path), markers) for entry in folders)
+    looking = f"{repositories} of its {candidates} subfolders and archives look like repositories"
     if candidates and 2 * repositories >= candidates:
-        return "repos"
-    return "repo"
+        return "repos", looking
+    if not candidates:
+        return "repo", "no repository markers at its top and no subfolders"
+    if not repositories:
+        return "repo", "no repository markers at its top or in its subfolders"
+    return "repo", f"no repository markers at its top; only {looking}"
 
 
 # ----------------------------------------------------------------------------------------------- the default corpus
@@ -312,6 +333,52 @@ def _resolved_format(source: SourceConfig, path: Path) -> str:
     if resolved in ("archive", "jdk") and not path.is_file():
         raise RepolmError(f"source {source.name!r}: format {resolved!r} needs a file, {path} is not one")
     return resolved
+
+
+MACHINE_SOURCE_WORDS = {
+    "stdlib": "the Python standard library: each top-level package a repository, the top-level modules one",
+    "jdk": "the JDK's src.zip: each module a repository",
+    "include": "C/C++ headers: each top-level folder a repository, the top-level headers one",
+    "npm": "npm: npm itself and each of its bundled packages a repository",
+    "perl": "Perl's core modules: each top-level folder a repository, the top-level modules one",
+}
+
+
+def describe_source(source: SourceConfig, units: Sequence[SourceUnit]) -> dict:
+    """How a source is read, before any work: its path, the format it resolves to and why, what it gives (the
+    repositories of `units`, or corpus files), and `how`, one line for people ("in/: one repository (no repository
+    markers at its top or in its subfolders)")."""
+    path = _locate(source)
+    if source.format == "auto":
+        resolved, reason = detect_format_and_reason(path)
+        reason = f"format auto: {reason}"
+    else:
+        resolved, reason = source.format, f"format {source.format} set"
+    repositories = sorted({unit.repo for unit in units if unit.repo})
+    readers = [unit.reader for unit in units]
+    if resolved in ("jsonl", "parquet"):
+        kind = "JSONL" if resolved == "jsonl" else "Parquet"
+        gives = f"{len(units)} {kind} file{'s' if len(units) != 1 else ''}, rows grouped into repositories by `repo`"
+    elif resolved == "repos":
+        words = (("folder", "folders"), ("git", "git repositories"), ("archive", "archives"))
+        parts = [f"{readers.count(reader)} {word}" for reader, word in words if reader in readers]
+        gives = f"a folder of {len(repositories)} repositories ({', '.join(parts) or 'none'})"
+    elif resolved in MACHINE_SOURCE_WORDS:
+        gives = f"{len(repositories)} repositories ({MACHINE_SOURCE_WORDS[resolved]})"
+    else:
+        gives = {"repo": "one repository", "git": "one repository (the files git tracks)",
+                 "archive": "one repository in an archive"}[resolved]  # fmt: skip
+    if source.repositories:
+        gives += f", those that repositories {source.repositories} select"
+    return {
+        "source": source.name,
+        "path": str(path),
+        "format": resolved,
+        "reason": reason,
+        "repositories": len(repositories),
+        "units": len(units),
+        "how": f"{source.name}: {path}: {gives} ({reason})",
+    }
 
 
 def _top_level_units(

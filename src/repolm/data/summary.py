@@ -16,7 +16,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from repolm.data import logs  # noqa: F401  (quiets datatrove's per-task console logs)
-from repolm.data.records import KINDS
+from repolm.data.records import KINDS, write_build_mixture
 from repolm.folder_writer import write_file_atomically
 
 
@@ -42,7 +42,8 @@ def read_clusters(work: Path) -> list[dict]:
     return clusters
 
 
-def collect_stats(output: Path, notes: list[str], mixture: dict[str, float]) -> dict:
+def collect_stats(output: Path, notes: list[str], mixture: dict[str, float], inputs: list[dict] | None = None) -> dict:
+    """Every stage's counts added up; `inputs`: how each source was read (`repolm.data.sources.describe_source`)."""
     work = output / "work"
     screen = read_counts(work / "counts" / "screen")
     assemble = read_counts(work / "counts" / "assemble")
@@ -61,6 +62,7 @@ def collect_stats(output: Path, notes: list[str], mixture: dict[str, float]) -> 
     total_output = sum(output_bytes.values())
     seconds = sum(timings.values())
     return {
+        "inputs": inputs or [],
         "input": {
             "repositories": screen.get("repositories", 0),
             "files": screen.get("files", 0),
@@ -107,6 +109,8 @@ def render_summary(stats: dict) -> str:
         f"Input: {source['repositories']} repositories, {source['files']} files, {source['bytes'] / 1e6:.1f} MB. "
         f"Time: {stats['seconds']['total']:.1f} s ({stats['input_mb_per_second'] or 0:.2f} MB/s of input)."
     )
+    for described in stats.get("inputs", []):
+        lines.append(f"- read {described['how']}")
     for note in stats["notes"]:
         lines.append(f"- note: {note}")
     lines += ["", "## Excluded", "", "| stage | reason | count |", "|---|---|---:|"]
@@ -166,22 +170,19 @@ class WriteSummary(PipelineStep):
     name = "📝 summary"
     type = "📊 - STATS"
 
-    def __init__(self, output: str, notes: list[str], mixture: dict[str, float]) -> None:
+    def __init__(
+        self, output: str, notes: list[str], mixture: dict[str, float], inputs: list[dict] | None = None
+    ) -> None:
         super().__init__()
         self.output = output
         self.notes = notes
         self.mixture = mixture
+        self.inputs = inputs or []
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         output = Path(self.output)
-        stats = collect_stats(output, self.notes, self.mixture)
-        total = sum(self.mixture.values())
-        mixture = {
-            "target_share": {kind: self.mixture.get(kind, 0) / total for kind in KINDS},
-            "bytes": stats["mixture"]["bytes"],
-            "data": {kind: f"data/{kind}" for kind in KINDS},
-        }
-        write_file_atomically(output / "mixture.json", json.dumps(mixture, indent=1) + "\n")
+        stats = collect_stats(output, self.notes, self.mixture, self.inputs)
+        write_build_mixture(output, self.mixture, stats["mixture"]["bytes"])
         write_file_atomically(output / "summary.md", render_summary(stats))
         write_file_atomically(output / "stats.json", json.dumps(stats, indent=1) + "\n")
         return

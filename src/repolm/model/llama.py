@@ -7,7 +7,9 @@ Notable features (DeepSeek-Coder paper, section 3.3):
   so released checkpoints load without permuting q/k weights;
 - grouped-query attention (`num_key_value_heads` < `num_attention_heads`) through
   `torch.nn.functional.scaled_dot_product_attention`, which runs fused flash-attention kernels on CUDA
-  (FlashAttention-2, or cuDNN's on Hopper, whichever SDPA picks);
+  (FlashAttention-2, or cuDNN's on Hopper, whichever SDPA picks); packed documents kept apart by a dense boolean
+  mask (SDPA), by `DocumentSpans` (SDPA document by document: no T x T tensor, any device) or by a flex_attention
+  `BlockMask` (the compiled fused kernel; its backward needs a GPU);
 - SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
 Training passes `targets` to `forward`, which then returns the summed loss computed chunk by chunk
 (`linear_cross_entropy`) instead of the logits.
@@ -25,11 +27,24 @@ only torch and its own config.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from repolm.model.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class DocumentSpans:
+    """Packed documents kept apart without a mask: row b's documents start at `starts[b]` (0 first, increasing), and
+    attention runs document by document with the kernel's own causal mask, so no T x T tensor exists and backward
+    works on every device (the per-document form of SDPA's variable-length path). Python ints: no device sync."""
+
+    starts: tuple[tuple[int, ...], ...]
 
 
 class RMSNorm(nn.Module):
@@ -180,11 +195,35 @@ class Attention(nn.Module):
         is_causal = attention_mask is None and past == 0 and T > 1
         if attention_mask is None and past > 0 and T > 1:
             attention_mask = _causal_mask(T, past, x.device)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attention_mask, is_causal=is_causal, enable_gqa=self.num_kv_heads != self.num_heads
-        )  # (B, H, T, D)
+        gqa = self.num_kv_heads != self.num_heads
+        if isinstance(attention_mask, BlockMask):  # document masking by tiles (training: no cache), no T x T mask
+            y = _compiled_flex_attention()(q, k, v, block_mask=attention_mask, enable_gqa=gqa)  # (B, H, T, D)
+        elif isinstance(attention_mask, DocumentSpans):  # document by document, causal inside each (no cache)
+            rows = []
+            for b, starts in enumerate(attention_mask.starts):
+                ends = (*starts[1:], T)
+                pieces = [
+                    F.scaled_dot_product_attention(
+                        q[b : b + 1, :, start:end], k[b : b + 1, :, start:end], v[b : b + 1, :, start:end],
+                        is_causal=True, enable_gqa=gqa,
+                    )  # (1, H, length, D)
+                    for start, end in zip(starts, ends, strict=True)
+                ]  # fmt: skip
+                rows.append(torch.cat(pieces, dim=2))
+            y = torch.cat(rows, dim=0)  # (B, H, T, D)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attention_mask, is_causal=is_causal, enable_gqa=gqa
+            )  # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # re-assemble the heads side by side
         return self.o_proj(y)
+
+
+@functools.cache
+def _compiled_flex_attention():
+    """flex_attention compiled once per process: the fused kernel (Triton on GPUs, C++ on CPUs) that skips empty
+    tiles and never holds the T x T scores. (Run eagerly it computes every score densely, for reference only.)"""
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def _causal_mask(new_positions: int, past_positions: int, device: torch.device) -> torch.Tensor:
@@ -377,7 +416,8 @@ class Transformer(nn.Module):
             input_ids: token ids (B, T).
             positions: RoPE positions (B, T); default 0..T-1 after whatever the cache holds.
             attention_mask: boolean (B, 1, T, S) where True means "may attend", S = cached + T positions (or an
-                additive float mask of 0 and -inf, as `scaled_dot_product_attention` takes it);
+                additive float mask of 0 and -inf, as `scaled_dot_product_attention` takes it), or a flex_attention
+                `BlockMask` over (T, T) or `DocumentSpans`, both without a cache (`repolm.train.data`);
                 None means plain causal attention over the cache and the new tokens.
             kv_cache: keys/values of earlier positions, updated in place.
             last_position_only: return logits of the last position only (B, 1, V), as generation needs.
@@ -431,14 +471,28 @@ def build_model(
 
 
 def flops_per_token(config: ModelConfig, sequence_length: int) -> float:
-    """Forward+backward FLOPs per token: 6 * non-embedding params + attention (PaLM appendix B)."""
-    non_embedding = config.num_parameters - config.vocab_size * config.hidden_size
+    """Forward+backward FLOPs per token of a training step: 6 per matmul weight + attention (PaLM appendix B).
+
+    The matmul weights are the blocks' projections (q, k, v, o, gate, up, down) and the output head; the input
+    embedding is a lookup (no FLOPs), and a tied head is counted once, as the matmul it is. Norm weights are
+    elementwise and left out. Attention adds 2 matmuls (Q K^T, P V) of 2 * T * head_dim FLOPs per head and query
+    token forward, x3 with the backward: 12 * layers * heads * head_dim * T (the full T x T, as PaLM counts it,
+    although a causal kernel skips about half).
+    """
+    hidden, query, key_value = (
+        config.hidden_size,
+        config.num_attention_heads * config.head_dim,
+        config.num_key_value_heads * config.head_dim,
+    )
+    block_weights = hidden * query + 2 * hidden * key_value + query * hidden + 3 * hidden * config.intermediate_size
+    matmul_weights = config.num_hidden_layers * block_weights + config.vocab_size * hidden  # + the output head
     attention = 12 * config.num_hidden_layers * config.num_attention_heads * config.head_dim * sequence_length
-    return 6 * non_embedding + attention
+    return 6 * matmul_weights + attention
 
 
 __all__ = [
     "IGNORE_INDEX",
+    "DocumentSpans",
     "KVCache",
     "Transformer",
     "build_model",

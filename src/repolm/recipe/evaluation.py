@@ -289,12 +289,13 @@ CROSSFILE_PAPER = {  # DeepSeek-Coder-Base 6.7B on CrossCodeEval Python (paper T
 
 def _crossfile_part(run: RecipeRun, models: _Models) -> dict[str, Any]:
     from repolm.eval.crossfile import CrossfileConfig, build_crossfile_benchmark, repositories_in_samples, run_crossfile
+    from repolm.eval.crossfile.build import META_FILE
 
     examples = run.config.eval.crossfile_examples
     if examples <= 0:
         return {"figures": [], "skipped": "0 examples in the config"}
     bench = run.folder("eval") / "crossfile"
-    if not (bench / "meta.json").is_file():
+    if not (bench / META_FILE).is_file():
         config = CrossfileConfig(max_examples=examples, seed=run.config.seed)
         try:
             build_crossfile_benchmark(repositories_in_samples(run.heldout_samples), bench, config)

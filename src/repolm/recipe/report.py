@@ -7,7 +7,7 @@ CSS, charts as data URIs, no network) and `OUT/report.md` (the same tables; the 
     recipe.json                      the resolved recipe config, shown in full under "Settings"
     <stage>/DONE.json                one per finished stage: stage, seconds, started, finished, command, summary
     data/stats.json                  `repolm data build`'s statistics (`repolm.data.summary`)
-    tokenize/<folder>/meta.json      the token folders (`repolm.tokenizer.token_shards.write_meta`)
+    tokenize/<folder>/meta.json      the token folders (`repolm.tokenizer.token_shards.read_meta`)
     pretrain/, long_context/, sft/   training run folders with metrics.jsonl (`repolm.train.metrics`), in the folder
                                      or one level below it
     eval/results.json                {"figures": [...], "samples": [...], "meta": {...}}: see `FIGURE_KEYS`
@@ -54,6 +54,7 @@ from repolm.recipe.report_document import (
     render_html,
     render_markdown,
 )
+from repolm.tokenizer.token_shards import META_FILE, read_meta
 from repolm.train.metrics import METRICS_FILE
 
 logger = logging.getLogger(__name__)
@@ -172,8 +173,8 @@ def read_inputs(output: Path) -> RecipeOutput:
         path = _metrics_file(output / stage)
         if path is not None:
             inputs.metrics[stage] = _read_metrics(path)
-    for meta_path in sorted((output / "tokenize").glob("*/meta.json")):
-        inputs.token_folders[meta_path.parent.name] = _read_json(meta_path)
+    for meta_path in sorted((output / "tokenize").glob(f"*/{META_FILE}")):
+        inputs.token_folders[meta_path.parent.name] = read_meta(meta_path.parent)
     return inputs
 
 

@@ -231,8 +231,7 @@ def _stage_overrides(run: RecipeRun, name: str) -> dict[str, Any]:
         chained["tokenizer"] = str(run.folder("tokenizer"))
         chained["data.validation_folder"] = str(heldout_tokens(run) / "code")  # the held-out repositories' code
     if (init_from := _init_from(run, name)) is not None:
-        chained["model.init_from"] = init_from
-        chained["model.preset"] = None
+        chained["model.init_from"] = init_from  # replaces a preset that the stage's config names
     return {**stage.overrides, **chained}
 
 

@@ -49,16 +49,23 @@ import numpy as np
 import zstandard
 from tqdm import tqdm
 
+from repolm.data.records import read_build_target_shares
 from repolm.errors import RepolmError, one_line
 from repolm.folder_writer import write_file_atomically
 from repolm.tokenizer.fim import FimConfig, FimTokenIds, fim_documents, split_files
-from repolm.tokenizer.token_shards import FORMAT, TokenShardWriter, token_dtype, write_meta
+from repolm.tokenizer.token_shards import (
+    FORMAT,
+    MIXTURE_FILE,
+    TokenShardWriter,
+    token_dtype,
+    write_meta,
+    write_token_mixture,
+)
 from repolm.tokenizer.tokenizer import CodeTokenizer, tokenizer_sha256
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "tokenize_config.json"
-MIXTURE_FILE = "mixture.json"
 VALIDATION = "validation"  # the folder of held-out documents (not a kind)
 PLAIN_KIND = "corpus"  # the kind of JSONL files at the top of a plain input folder
 DATA_SUFFIXES = (".jsonl.zst", ".jsonl")
@@ -312,28 +319,11 @@ def _shard_entries(folder: Path, names: list[str], dtype: np.dtype) -> list[dict
     return entries
 
 
-def _build_target_shares(input_folder: Path) -> dict[str, float] | None:
-    """target_share of the build's mixture.json: in the input folder, or beside it when the input is a build's data/."""
-    candidates = [input_folder / MIXTURE_FILE] + (
-        [input_folder.parent / MIXTURE_FILE] if input_folder.name == "data" else []
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                shares = json.loads(candidate.read_text(encoding="utf-8")).get("target_share")
-            except (OSError, json.JSONDecodeError, AttributeError) as error:
-                raise RepolmError(f"{candidate}: cannot read its target_share ({one_line(error)})") from None
-            if not isinstance(shares, dict) or not all(isinstance(v, int | float) for v in shares.values()):
-                raise RepolmError(f"{candidate}: target_share must map kinds to numbers")
-            return {str(kind): float(share) for kind, share in shares.items()}
-    return None
-
-
 def _write_mixture(output: Path, input_folder: Path, tokens: dict[str, int]) -> dict:
     present = [kind for kind, count in tokens.items() if count > 0]
     for kind in sorted(set(tokens) - set(present)):
         logger.warning("kind %s has no tokens: left out of %s", kind, MIXTURE_FILE)
-    build_shares = _build_target_shares(input_folder)
+    build_shares = read_build_target_shares(input_folder)
     shares = {kind: 1.0 for kind in present}
     source = "equal shares of the kinds found"
     if build_shares is not None:
@@ -347,15 +337,8 @@ def _write_mixture(output: Path, input_folder: Path, tokens: dict[str, int]) -> 
         if not sum(shares.values()) > 0:
             raise RepolmError(f"{input_folder}: {MIXTURE_FILE} gives no share to any kind found ({', '.join(present)})")
     total = sum(shares.values())
-    mixture = {
-        "target_share": {kind: share / total for kind, share in shares.items()},
-        "tokens": {kind: tokens[kind] for kind in present},
-        "data": {kind: kind for kind in present},
-        "validation": VALIDATION,
-        "shares_from": source,
-    }
-    write_file_atomically(output / MIXTURE_FILE, json.dumps(mixture, indent=1) + "\n")
-    return mixture
+    target_share = {kind: share / total for kind, share in shares.items()}
+    return write_token_mixture(output, target_share, {kind: tokens[kind] for kind in present}, VALIDATION, source)
 
 
 def tokenize_corpus(

@@ -14,6 +14,14 @@ stores and reads arrays. A shard becomes visible only when complete: `TokenShard
 under temporary names and renames them, so a killed producer leaves no half shard behind and rerunning it
 rewrites just the shards that are missing. `meta.json` is written last (`write_meta`), atomically.
 
+A tokenized mixture is a folder of token folders, one per kind, and `mixture.json` (`write_token_mixture`):
+
+    mixture.json       {"target_share": {kind: share}, "tokens": {kind: T}, "data": {kind: "<kind folder>"},
+                        "validation": "<validation folder>", "shares_from": "<where the shares came from>"}
+
+This module is the one that writes and reads both files (`read_meta`, `read_token_mixture`); the tokenize stage
+produces them and the training loader consumes them.
+
 Not handled here: tokenization, FIM and packing into training windows (see `repolm.tokenizer.corpus` and
 `repolm.train`).
 """
@@ -31,6 +39,8 @@ from repolm.errors import RepolmError
 from repolm.folder_writer import write_file_atomically
 
 FORMAT = "repolm-tokens/1"
+META_FILE = "meta.json"
+MIXTURE_FILE = "mixture.json"
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -94,8 +104,69 @@ def write_meta(folder: str | Path, vocab_size: int, eos_id: int, shards: list[di
         "documents": sum(shard["documents"] for shard in shards),
         **extra,
     }
-    write_file_atomically(Path(folder) / "meta.json", json.dumps(meta, indent=1) + "\n")
+    write_file_atomically(Path(folder) / META_FILE, json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def is_token_folder(folder: str | Path) -> bool:
+    """Whether `folder` holds a token folder's `meta.json`."""
+    return (Path(folder) / META_FILE).is_file()
+
+
+def read_meta(folder: str | Path) -> dict:
+    """A token folder's `meta.json`, checked: its format and the fields readers use. `RepolmError` names the file."""
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise RepolmError(f"{folder}: not a token folder (no {META_FILE}; run `repolm data tokenize`)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RepolmError(f"{meta_path}: cannot read it ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise RepolmError(f"{meta_path}: format {found!r}, expected {FORMAT!r}")
+    for key in ("dtype", "vocab_size", "eos_id", "shards", "tokens", "documents"):
+        if key not in meta:
+            raise RepolmError(f"{meta_path}: no {key!r} field")
+    if not isinstance(meta["vocab_size"], int) or not isinstance(meta["shards"], list):
+        raise RepolmError(f"{meta_path}: vocab_size must be an integer and shards a list")
+    return meta
+
+
+def write_token_mixture(
+    output: str | Path, target_share: dict[str, float], tokens: dict[str, int], validation: str, shares_from: str
+) -> dict:
+    """Writes `mixture.json` (atomically) beside the kinds' token folders (named after the kinds); returns it."""
+    mixture = {
+        "target_share": dict(target_share),
+        "tokens": dict(tokens),
+        "data": {kind: kind for kind in target_share},
+        "validation": validation,
+        "shares_from": shares_from,
+    }
+    write_file_atomically(Path(output) / MIXTURE_FILE, json.dumps(mixture, indent=1) + "\n")
+    return mixture
+
+
+def is_token_mixture(folder: str | Path) -> bool:
+    """Whether `folder` holds a tokenized mixture's `mixture.json`."""
+    return (Path(folder) / MIXTURE_FILE).is_file()
+
+
+def read_token_mixture(folder: str | Path) -> dict:
+    """A tokenized mixture's `mixture.json`, checked: `target_share` maps kinds to numbers. `RepolmError` names it."""
+    path = Path(folder) / MIXTURE_FILE
+    try:
+        mixture = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RepolmError(f"{path}: cannot read it ({error})") from None
+    shares = mixture.get("target_share") if isinstance(mixture, dict) else None
+    if not isinstance(shares, dict) or not all(
+        isinstance(share, int | float) and not isinstance(share, bool) for share in shares.values()
+    ):
+        raise RepolmError(f"{path}: target_share must map kinds to numbers")
+    return mixture
 
 
 @dataclass
@@ -116,15 +187,7 @@ class TokenShards:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        meta_path = self.folder / "meta.json"
-        if not meta_path.is_file():
-            raise RepolmError(f"{self.folder}: not a token folder (no meta.json; run `repolm data tokenize`)")
-        try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise RepolmError(f"{meta_path}: cannot read it ({error})") from None
-        if self.meta.get("format") != FORMAT:
-            raise RepolmError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        self.meta = read_meta(self.folder)
         self.dtype = np.dtype(self.meta["dtype"])
         self.vocab_size = int(self.meta["vocab_size"])
         self.eos_id = int(self.meta["eos_id"])
@@ -133,11 +196,11 @@ class TokenShards:
             tokens_path = self.folder / f"{entry['name']}.bin"
             index_path = self.folder / f"{entry['name']}.idx.npy"
             if not tokens_path.is_file() or not index_path.is_file():
-                raise RepolmError(f"{self.folder}: shard {entry['name']} is listed in meta.json but missing")
+                raise RepolmError(f"{self.folder}: shard {entry['name']} is listed in {META_FILE} but missing")
             expected = entry["tokens"] * self.dtype.itemsize
             if tokens_path.stat().st_size != expected:
                 raise RepolmError(
-                    f"{tokens_path}: {tokens_path.stat().st_size} bytes, meta.json says {expected} (truncated?)"
+                    f"{tokens_path}: {tokens_path.stat().st_size} bytes, {META_FILE} says {expected} (truncated?)"
                 )
             tokens = (
                 np.memmap(tokens_path, dtype=self.dtype, mode="r")

@@ -1,15 +1,21 @@
 """Training checkpoints: everything a run needs to continue exactly, written atomically; export to an HF folder.
 
-A checkpoint is a folder `<run_dir>/checkpoints/step_NNNNNNN/`:
+A checkpoint is a folder `<run_dir>/checkpoints/step_NNNNNNN/`, in one of two formats:
 
-    model.safetensors     the full (consolidated) model state dict, repolm tensor names, fp32 master weights
+    model.safetensors     full: the consolidated model state dict, repolm tensor names, fp32 master weights
+    optimizer.pt          full: the consolidated optimizer state dict (torch.save)
+    shards/               sharded: model and optimizer state written by every rank, its own shards only
+                          (`torch.distributed.checkpoint`: one .distcp file per rank and a .metadata file)
     model_config.json     the `ModelConfig` of those weights
-    optimizer.pt          the full optimizer state dict (torch.save)
     rank_states.pt        per rank: the data loader's state and the RNG states (python, numpy, torch CPU, CUDA)
-    trainer_state.json    step, tokens, elapsed seconds, world size, the metrics file's line count, the run config
+    trainer_state.json    step, tokens, elapsed seconds, world size, format, the metrics line count, the run config
 
-It is staged in a hidden sibling folder, fsynced and renamed into place (`repolm.folder_writer`), so a killed run
-leaves either a whole checkpoint or none; `latest_checkpoint` ignores the staging folders. `save_checkpoint` keeps
+The full format suits one process (rank 0 gathers everything); the sharded one a sharded run, where no rank could
+hold the whole model and optimizer (torchtitan's checkpointing): every rank writes its shards into the same staging
+folder (`save_shards`), then rank 0 adds the small files and renames it into place. Either format loads into any
+number of processes (`load_shards` reshards). It is staged in a hidden sibling folder, fsynced and renamed into place
+(`repolm.folder_writer`), so a killed run leaves either a whole checkpoint or none; `latest_checkpoint` ignores the
+staging folders. `save_checkpoint` keeps
 the last N. The metrics line count lets a resumed run cut `metrics.jsonl` back to what the checkpoint had seen, so
 its logged curve equals an uninterrupted run's. The .pt files are read with `weights_only=True` (no code runs).
 
@@ -24,6 +30,7 @@ import logging
 import random
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +40,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from repolm.errors import RepolmError, one_line
-from repolm.folder_writer import write_folder
+from repolm.folder_writer import staging_folder, write_folder
 from repolm.model.config import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -42,6 +49,8 @@ MODEL_FILE = "model.safetensors"
 MODEL_CONFIG_FILE = "model_config.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RANK_STATES_FILE = "rank_states.pt"
+SHARDS_FOLDER = "shards"
+CHECKPOINT_FORMATS = ("full", "sharded")
 TRAINER_STATE_FILE = "trainer_state.json"
 CHECKPOINTS_FOLDER = "checkpoints"
 _CHECKPOINT_NAME = re.compile(r"step_(\d{7,})")
@@ -62,6 +71,7 @@ class Checkpoint:
         rank_states: per rank {"data": loader state, "rng": `rng_states()`}.
         metrics_lines: lines of metrics.jsonl when it was written; elapsed_seconds: training time until then.
         world_size: processes of the run that wrote it; config: the run's `TrainConfig.to_dict()`.
+        sharded: the weights and optimizer state are in `shards/` (`load_shards`), not in model_state.
     """
 
     path: Path
@@ -75,6 +85,7 @@ class Checkpoint:
     elapsed_seconds: float
     world_size: int
     config: dict[str, Any]
+    sharded: bool = False
 
 
 def rng_states() -> dict[str, Any]:
@@ -118,42 +129,85 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def start_sharded_checkpoint(folder: str | Path, step: int) -> Path:
+    """The staging folder of checkpoint `step` of a sharded save (rank 0 creates it; every rank then writes its
+    shards there with `save_shards`, and rank 0 finishes it with `save_checkpoint(..., staging=...)`)."""
+    return staging_folder(Path(folder) / checkpoint_name(step))
+
+
+def save_shards(staging: str | Path, state: dict[str, Any]) -> None:
+    """Every rank: writes its shards of `state` (`repolm.train.parallelize.sharded_state_dict`) into
+    `<staging>/shards/` with `torch.distributed.checkpoint` (a collective: all ranks call it)."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    with warnings.catch_warnings():  # one process: DCP warns that it assumes one process, which is the intent
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.save(state, checkpoint_id=str(Path(staging) / SHARDS_FOLDER), no_dist=not dist.is_initialized())
+
+
+def load_shards(path: str | Path, state: dict[str, Any]) -> None:
+    """Every rank: fills `state` (the structure of `sharded_state_dict`, or any subset such as {"model": ...})
+    from checkpoint `path`'s shards, resharded to this run's processes (one process needs no process group)."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    shards = Path(path) / SHARDS_FOLDER
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load(state, checkpoint_id=str(shards), no_dist=not dist.is_initialized())
+    except Exception as error:  # DCP raises CheckpointException and others for missing or mismatched shards
+        raise RepolmError(f"{shards}: cannot load it ({one_line(error, 300)})") from None
+
+
 def save_checkpoint(
     folder: str | Path,
     step: int,
     tokens: int,
     model_config: ModelConfig,
-    model_state: dict[str, torch.Tensor],
-    optimizer_state: dict[str, Any],
+    model_state: dict[str, torch.Tensor] | None,
+    optimizer_state: dict[str, Any] | None,
     rank_states: list[dict[str, Any]],
     metrics_lines: int,
     elapsed_seconds: float,
     config: dict[str, Any],
     keep_last: int,
+    staging: Path | None = None,
 ) -> Path:
-    """Writes `<folder>/step_NNNNNNN/` atomically, then removes all but the newest `keep_last`; returns its path."""
+    """Writes `<folder>/step_NNNNNNN/` atomically, then removes all but the newest `keep_last`; returns its path.
+
+    Full format: `model_state` and `optimizer_state` given. Sharded: both None and `staging` the folder from
+    `start_sharded_checkpoint` that the ranks wrote their shards into."""
     folder = Path(folder)
     target = folder / checkpoint_name(step)
-    weights = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model_state.items()}
-    if model_config.tie_word_embeddings:
-        weights.pop("lm_head.weight", None)  # the same tensor as embed_tokens.weight; safetensors stores it once
+    sharded = staging is not None
+    if sharded == (model_state is not None):
+        raise ValueError("save_checkpoint: give model_state and optimizer_state, or the staging folder of shards")
+    weights = {}
+    if model_state is not None:
+        weights = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model_state.items()}
+        if model_config.tie_word_embeddings:
+            weights.pop("lm_head.weight", None)  # the same tensor as embed_tokens.weight; safetensors stores it once
     trainer_state = {
         "step": step,
         "tokens": tokens,
         "metrics_lines": metrics_lines,
         "elapsed_seconds": elapsed_seconds,
         "world_size": len(rank_states),
+        "format": "sharded" if sharded else "full",
         "config": config,
     }
 
     def write_into(staging: Path) -> None:
-        save_file(weights, str(staging / MODEL_FILE), metadata={"format": "pt"})
+        if not sharded:
+            save_file(weights, str(staging / MODEL_FILE), metadata={"format": "pt"})
+            torch.save(optimizer_state, staging / OPTIMIZER_FILE)
         (staging / MODEL_CONFIG_FILE).write_text(json.dumps(model_config.to_dict(), indent=1) + "\n", "utf-8")
-        torch.save(optimizer_state, staging / OPTIMIZER_FILE)
         torch.save(rank_states, staging / RANK_STATES_FILE)
         (staging / TRAINER_STATE_FILE).write_text(json.dumps(trainer_state, indent=1) + "\n", "utf-8")
 
-    write_folder(target, write_into)
+    write_folder(target, write_into, staging=staging)
     logger.info("saved checkpoint %s", target)
     _prune(folder, keep_last)
     return target
@@ -189,7 +243,10 @@ def load_checkpoint(path: str | Path, load_weights: bool = True) -> Checkpoint:
     except (TypeError, ValueError) as error:
         raise RepolmError(f"{path / MODEL_CONFIG_FILE}: {one_line(error)}") from None
     model_state = optimizer_state = None
-    if load_weights:
+    sharded = trainer_state.get("format") == "sharded"
+    if sharded and not (path / SHARDS_FOLDER).is_dir():
+        raise RepolmError(f"{path / SHARDS_FOLDER}: missing (not a complete checkpoint)")
+    if load_weights and not sharded:
         model_state = read_model_state(path, model_config)
         optimizer_state = _torch_load(path / OPTIMIZER_FILE)
     rank_states = _torch_load(path / RANK_STATES_FILE)
@@ -205,6 +262,7 @@ def load_checkpoint(path: str | Path, load_weights: bool = True) -> Checkpoint:
         elapsed_seconds=float(trainer_state["elapsed_seconds"]),
         world_size=int(trainer_state["world_size"]),
         config=trainer_state["config"],
+        sharded=sharded,
     )
 
 
@@ -218,7 +276,21 @@ def _torch_load(path: Path) -> Any:
 
 
 def read_model_state(path: str | Path, model_config: ModelConfig) -> dict[str, torch.Tensor]:
-    """The weights of checkpoint `path` (repolm names, CPU), with a tied `lm_head.weight` restored."""
+    """The weights of checkpoint `path` (repolm names, CPU), with a tied `lm_head.weight` restored; a sharded
+    checkpoint's shards are gathered into one process here."""
+    if (Path(path) / SHARDS_FOLDER).is_dir():
+        from repolm.model import build_model
+
+        model = build_model(model_config, device="cpu", seed=None, initialize=False)
+        wanted = model.state_dict()
+        if model_config.tie_word_embeddings:
+            wanted.pop("lm_head.weight", None)  # one tensor with embed_tokens.weight
+        state = {"model": wanted}
+        load_shards(path, state)
+        weights = dict(state["model"])
+        if model_config.tie_word_embeddings:
+            weights["lm_head.weight"] = weights["embed_tokens.weight"]
+        return weights
     weights_path = Path(path) / MODEL_FILE
     if not weights_path.is_file():
         raise RepolmError(f"{weights_path}: missing (not a complete checkpoint)")

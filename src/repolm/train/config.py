@@ -27,6 +27,14 @@ import yaml
 
 from repolm.errors import RepolmError, one_line
 from repolm.model.config import ModelConfig, padded_vocab_size, preset_config
+from repolm.tokenizer.token_shards import (
+    META_FILE,
+    MIXTURE_FILE,
+    is_token_folder,
+    is_token_mixture,
+    read_meta,
+    read_token_mixture,
+)
 from repolm.train.optim import OptimizerConfig, ScheduleConfig
 from repolm.train.parallelize import ParallelConfig
 from repolm.yaml_config import apply_overrides, from_mapping, read_yaml_mapping
@@ -35,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
 DATA_FORMATS = ("tokens", "instructions")
-MIXTURE_FILE = "mixture.json"
 VALIDATION_FOLDER = "validation"
 _MODEL_FIELDS = {item.name for item in dataclasses.fields(ModelConfig)}
 
@@ -75,6 +82,9 @@ class ModelSection:
                 raise RepolmError(f"model.{name}: must be positive, got {value}")
 
 
+DOCUMENT_MASKS = ("auto", "dense", "spans", "flex")
+
+
 @dataclass
 class DataSection:
     """The training data.
@@ -88,6 +98,11 @@ class DataSection:
         mixture: share per kind, over `mixture.json`'s (empty: use the file's shares); tokens only.
         sequence_length: tokens per training window (the paper: 4096; 16384 in the long-context stage).
         document_masking: attention stays inside each packed document (always on for instructions).
+        document_mask: how the document mask reaches attention: "dense" (a (B, 1, T, T) boolean mask for SDPA),
+            "spans" (SDPA document by document with its causal mask: no T x T tensor, any device), "flex" (a
+            flex_attention block mask and the compiled fused kernel: no T x T tensor; a GPU for training, as
+            PyTorch has no flex backward on CPUs; the sequence length a multiple of 128), or "auto": flex on a GPU,
+            spans on a CPU from 4096 tokens, dense below.
         validation_folder: tokens: held-out token folder, None means `<folder>/validation` when it exists;
             instructions: a held-out JSONL file or folder.
         validation_share: instructions only: hold out this share of the conversations (by a hash of their content)
@@ -99,6 +114,7 @@ class DataSection:
     mixture: dict[str, float] = field(default_factory=dict)
     sequence_length: int = 4096
     document_masking: bool = False
+    document_mask: str = "auto"
     validation_folder: str | None = None
     validation_share: float = 0.0
 
@@ -107,6 +123,13 @@ class DataSection:
             raise RepolmError(f"data.format: {self.format!r} is not one of {', '.join(DATA_FORMATS)}")
         if self.sequence_length < 2:
             raise RepolmError(f"data.sequence_length: must be >= 2, got {self.sequence_length}")
+        if self.document_mask not in DOCUMENT_MASKS:
+            raise RepolmError(f"data.document_mask: {self.document_mask!r} is not one of {', '.join(DOCUMENT_MASKS)}")
+        if self.document_mask == "flex" and self.sequence_length % 128:
+            raise RepolmError(
+                "data.document_mask: flex needs a sequence_length that is a multiple of 128, "
+                f"got {self.sequence_length}"
+            )
         for kind, share in self.mixture.items():
             if share < 0:
                 raise RepolmError(f"data.mixture.{kind}: a share must be >= 0, got {share}")
@@ -168,18 +191,24 @@ class BatchSection:
 class CheckpointSection:
     """Checkpoints: every `every_steps` steps (0: only at the end) and always at the end; the last `keep_last` kept.
 
-    `folder` None means `<run_dir>/checkpoints`.
+    `folder` None means `<run_dir>/checkpoints`. `format`: "full" (rank 0 gathers the model and optimizer into
+    model.safetensors and optimizer.pt), "sharded" (every rank writes its own shards with
+    torch.distributed.checkpoint, nothing gathered), or "auto": sharded for FSDP runs of several processes, full
+    otherwise. Both resume on any number of processes and export with `repolm export`.
     """
 
     every_steps: int = 1000
     keep_last: int = 3
     folder: str | None = None
+    format: str = "auto"
 
     def __post_init__(self) -> None:
         if self.every_steps < 0:
             raise RepolmError(f"checkpoint.every_steps: must be >= 0, got {self.every_steps}")
         if self.keep_last < 1:
             raise RepolmError(f"checkpoint.keep_last: must be >= 1, got {self.keep_last}")
+        if self.format not in ("auto", "full", "sharded"):
+            raise RepolmError(f"checkpoint.format: {self.format!r} is not one of auto, full, sharded")
 
 
 @dataclass
@@ -201,7 +230,8 @@ class LoggingSection:
     """A JSON line in `<run_dir>/metrics.jsonl` every `every_steps` steps (and at the first and last step).
 
     Attributes:
-        tensorboard: also write TensorBoard events to `<run_dir>/tensorboard` (when tensorboard is installed).
+        tensorboard: also write every logged number as a TensorBoard scalar to `<run_dir>/tensorboard`
+            (`tensorboard --logdir <run_dir>`; a resumed run purges the events past its checkpoint).
         progress_bar: a tqdm bar on rank 0.
         peak_flops: the device's peak FLOP/s for MFU; 0 measures it at start (~0.5 s of matmuls).
     """
@@ -312,10 +342,26 @@ def load_train_config(
     mapping = read_yaml_mapping(path, "--config") if path is not None else {}
     _floats_from_strings(mapping)
     apply_overrides(mapping, overrides or {})
+    _overridden_model_source_wins(mapping, overrides or {})
     config = from_mapping(TrainConfig, mapping, where, "")
     if check_files:
         prepare_run(config, where)
     return config
+
+
+def _overridden_model_source_wins(mapping: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """An override of `model.init_from` replaces the file's `model.preset` (and the preset's `model.overrides`), and
+    an override of `model.preset` the file's `model.init_from`: `--model.init_from=DIR` continues pretraining with a
+    config written for a preset (the v1.5 path) without `--model.preset=null`. Both overridden stays an error."""
+    model = mapping.get("model")
+    if not isinstance(model, dict):
+        return
+    if overrides.get("model.init_from") is not None and "model.preset" not in overrides:
+        model.pop("preset", None)
+        if "model.overrides" not in overrides:
+            model.pop("overrides", None)
+    if overrides.get("model.preset") is not None and "model.init_from" not in overrides:
+        model.pop("init_from", None)
 
 
 def _floats_from_strings(mapping: dict[str, Any]) -> None:
@@ -471,14 +517,12 @@ def _resolve_model(
 
 
 def _token_folder_vocab(folder: Path, where: str, key: str) -> int:
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        raise RepolmError(f"{where}: {key}: {folder}: not tokenized (no meta.json; run `repolm data tokenize`)")
+    if not is_token_folder(folder):
+        raise RepolmError(f"{where}: {key}: {folder}: not tokenized (no {META_FILE}; run `repolm data tokenize`)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        return int(meta["vocab_size"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise RepolmError(f"{where}: {key}: {meta_path}: cannot read its vocab_size ({one_line(error)})") from None
+        return read_meta(folder)["vocab_size"]
+    except RepolmError as error:
+        raise RepolmError(f"{where}: {key}: {error}") from None
 
 
 def _resolve_sources(
@@ -500,19 +544,18 @@ def _resolve_sources(
     folder = Path(config.data.folder)
     if not folder.is_dir():
         raise RepolmError(f"{where}: data.folder: {folder}: no such folder")
-    if (folder / "meta.json").is_file() and not (folder / MIXTURE_FILE).is_file():
+    if is_token_folder(folder) and not is_token_mixture(folder):
         if config.data.mixture:
             raise RepolmError(f"{where}: data.mixture: {folder} is a single token folder, there is nothing to mix")
         return [(folder, 1.0)], _token_folder_vocab(folder, where, "data.folder")
     shares: dict[str, float] = {}
-    if (folder / MIXTURE_FILE).is_file():
+    if is_token_mixture(folder):
         try:
-            shares = dict(json.loads((folder / MIXTURE_FILE).read_text(encoding="utf-8"))["target_share"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            message = f"{where}: data.folder: {folder / MIXTURE_FILE}: unreadable ({one_line(error)})"
-            raise RepolmError(message) from None
+            shares = dict(read_token_mixture(folder)["target_share"])
+        except RepolmError as error:
+            raise RepolmError(f"{where}: data.folder: {error}") from None
     elif not config.data.mixture:
-        raise RepolmError(f"{where}: data.folder: {folder}: not tokenized (no {MIXTURE_FILE} and no meta.json)")
+        raise RepolmError(f"{where}: data.folder: {folder}: not tokenized (no {MIXTURE_FILE} and no {META_FILE})")
     for kind in config.data.mixture:
         if shares and kind not in shares:
             raise RepolmError(f"{where}: data.mixture.{kind}: no such kind in {folder / MIXTURE_FILE}")
@@ -547,7 +590,7 @@ def _resolve_validation(config: TrainConfig, where: str) -> Path | None:
         _token_folder_vocab(folder, where, "data.validation_folder")
         return folder
     default = Path(config.data.folder) / VALIDATION_FOLDER
-    if (default / "meta.json").is_file():
+    if is_token_folder(default):
         return default
     if config.eval.every_steps:
         raise RepolmError(

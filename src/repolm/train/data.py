@@ -24,8 +24,12 @@ first). Every rank draws the whole step's mixture choices, so all ranks agree wi
 
 Document masking (optional). Positions restart at 0 at each document start (and at the window start for the
 document the window opens inside), and the attention mask is block-diagonal causal, so no token attends across a
-document boundary. The mask follows from the positions alone (`document_attention_mask`); a batch builds it on
-first use, on its own device, so a batch moved to a GPU never copies the (B, 1, T, T) mask over. The target of
+document boundary. The mask follows from the positions alone; a batch builds it on first use, on its own device, so a
+batch moved to a GPU never copies it over. Three forms: the dense (B, 1, T, T) boolean mask for SDPA
+(`document_attention_mask`: 268 MB per 16K-token row, and SDPA's masked kernels hold more), the document starts
+(`document_spans`: attention runs document by document with the kernel's causal mask, no T x T tensor, on any
+device) and flex_attention's block mask (`document_block_mask`: which 128 x 128 tiles are empty, partial or full,
+from the document starts without any T x T tensor, for the fused kernel on a GPU). The target of
 a document's last token (its end-of-sentence) is still the next document's first token, as in unmasked packing;
 the loss is unchanged in form.
 
@@ -52,6 +56,7 @@ import numpy as np
 import torch
 
 from repolm.errors import RepolmError
+from repolm.model import DocumentSpans
 from repolm.tokenizer.token_shards import TokenShards
 
 logger = logging.getLogger(__name__)
@@ -76,6 +81,7 @@ class Batch:
     document_masking: bool = False
     """Whether attention stays inside documents (then `attention_mask` is derived from `positions`)."""
     _attention_mask: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    _block_mask: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def attention_mask(self) -> torch.Tensor | None:
@@ -87,6 +93,18 @@ class Batch:
         if self.document_masking and self._attention_mask is None:
             self._attention_mask = document_attention_mask(self.positions)
         return self._attention_mask
+
+    @property
+    def document_spans(self) -> DocumentSpans | None:
+        """The same mask as the documents' starts (`document_spans`); None = plain causal."""
+        return document_spans(self.positions) if self.document_masking else None
+
+    @property
+    def block_mask(self):
+        """The same mask as a flex_attention `BlockMask` (`document_block_mask`); None = plain causal."""
+        if self.document_masking and self._block_mask is None:
+            self._block_mask = document_block_mask(self.positions)
+        return self._block_mask
 
     @property
     def num_tokens(self) -> int:
@@ -124,6 +142,62 @@ def document_attention_mask(positions: torch.Tensor) -> torch.Tensor:
     mask = index.view(1, 1, length) >= document_starts.unsqueeze(-1)  # (B, T, T): key at or after the start
     mask &= torch.ones(length, length, dtype=torch.bool, device=positions.device).tril()  # and not in the future
     return mask.unsqueeze(1)  # (B, 1, T, T)
+
+
+def document_spans(positions: torch.Tensor) -> DocumentSpans:
+    """Where each row's documents start: the positions (B, T) that are 0, and 0 itself (a window that opens inside a
+    document starts with its rest)."""
+    rows = []
+    for row in positions.cpu():
+        starts = torch.nonzero(row == 0).flatten().tolist()
+        rows.append(tuple(starts if starts and starts[0] == 0 else [0, *starts]))
+    return DocumentSpans(tuple(rows))
+
+
+BLOCK_SIZE = 128
+"""flex_attention's tile: the block mask says for each 128 x 128 tile of (query, key) whether it is empty, partial
+(the mask function decides per element) or full."""
+
+
+def document_block_mask(positions: torch.Tensor, block_size: int = BLOCK_SIZE):
+    """`document_attention_mask` as a flex_attention `BlockMask`, built from the document starts: O(B (T/128)^2).
+
+    Query q may attend to key k when start(q) <= k <= q, start(q) = q - positions[q] being nondecreasing in q
+    (documents are contiguous). For a query tile [qs, qe) and a key tile [ks, ke): some pair is allowed when
+    qe - 1 >= ks and start(max(qs, ks)) <= ke - 1 (the smallest start among the queries at or after ks); every pair
+    is allowed when qs >= ke - 1 and start(qe - 1) <= ks (the largest start). T must be a multiple of `block_size`.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    batch, length = positions.shape
+    if length % block_size:
+        raise ValueError(f"document_block_mask: sequence length {length} is not a multiple of {block_size}")
+    tiles = length // block_size
+    index = torch.arange(length, device=positions.device)
+    starts = index - positions  # (B, T)
+    tile_starts = torch.arange(tiles, device=positions.device) * block_size  # (n,)
+    query_first, query_last = tile_starts.view(1, tiles, 1), (tile_starts + block_size - 1).view(1, tiles, 1)
+    key_first, key_last = tile_starts.view(1, 1, tiles), (tile_starts + block_size - 1).view(1, 1, tiles)
+    first_at_or_after = torch.maximum(query_first, key_first).expand(batch, tiles, tiles)  # (B, n, n)
+    smallest_start = starts.gather(1, first_at_or_after.reshape(batch, -1)).view(batch, tiles, tiles)
+    largest_start = starts[:, tile_starts + block_size - 1].view(batch, tiles, 1)  # start(qe - 1)
+    some = (query_last >= key_first) & (smallest_start <= key_last)  # (B, n, n)
+    every = (query_first >= key_last) & (largest_start <= key_first)
+    partial = some & ~every
+
+    def counts_and_indices(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = chosen.sum(-1, dtype=torch.int32)  # (B, n)
+        order = torch.argsort(chosen.to(torch.int8), dim=-1, descending=True, stable=True).to(torch.int32)
+        return counts.unsqueeze(1), order.unsqueeze(1)  # (B, 1, n), (B, 1, n, n): the chosen tiles first
+
+    def mask_mod(b, h, q_index, kv_index):  # per element, inside partial tiles
+        return (kv_index <= q_index) & (kv_index >= starts[b, q_index])
+
+    partial_counts, partial_indices = counts_and_indices(partial)
+    full_counts, full_indices = counts_and_indices(every)
+    return BlockMask.from_kv_blocks(
+        partial_counts, partial_indices, full_counts, full_indices, BLOCK_SIZE=block_size, mask_mod=mask_mod
+    )
 
 
 @dataclass

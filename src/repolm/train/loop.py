@@ -48,7 +48,16 @@ from repolm.errors import RepolmError
 from repolm.model import Transformer, build_model, flops_per_token
 from repolm.model.llama import IGNORE_INDEX
 from repolm.train import parallelize as parallel
-from repolm.train.checkpoint import latest_checkpoint, load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from repolm.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_shards,
+    rng_states,
+    save_checkpoint,
+    save_shards,
+    set_rng_states,
+    start_sharded_checkpoint,
+)
 from repolm.train.config import RunPlan, TrainConfig, load_train_config, parse_overrides, prepare_run
 from repolm.train.data import Batch, TrainData, validation_batches
 from repolm.train.metrics import MetricsLog, measure_peak_flops, model_flops_utilization
@@ -96,6 +105,20 @@ class BatchSource(Protocol):
 
 MakeData = Callable[[TrainConfig, RunPlan, parallel.DistributedInfo], BatchSource]
 MakeValidation = Callable[[TrainConfig, RunPlan], list[Batch]]
+
+
+_BATCH_MASKS = {"dense": "attention_mask", "spans": "document_spans", "flex": "block_mask"}
+"""How each `data.document_mask` kind is read off a `Batch`."""
+
+
+def document_mask_kind(choice: str, device: torch.device, sequence_length: int) -> str:
+    """`data.document_mask` resolved: "auto" is flex on a GPU (the fused kernel; windows a multiple of 128),
+    spans on a CPU from 4096 tokens (no T x T mask; PyTorch has no flex backward on CPUs), dense below."""
+    if choice != "auto":
+        return choice
+    if device.type == "cuda" and sequence_length % 128 == 0:
+        return "flex"
+    return "spans" if sequence_length >= 4096 else "dense"
 
 
 def train_data(config: TrainConfig, plan: RunPlan, info: parallel.DistributedInfo) -> TrainData:
@@ -192,6 +215,11 @@ class _Run:
         self.device = info.device
         self.sequence_length = config.data.sequence_length
         _seed_everything(config.seed + info.rank)
+        checkpoint_format = config.checkpoint.format
+        self.sharded_checkpoints = checkpoint_format == "sharded" or (
+            checkpoint_format == "auto" and config.parallel.mode == "fsdp" and info.world_size > 1
+        )
+        self.document_mask = document_mask_kind(config.data.document_mask, self.device, config.data.sequence_length)
         bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if bf16 else None
         if bf16 and self.device.type == "cpu":
@@ -263,8 +291,13 @@ class _Run:
 
     def _restore(self, checkpoint) -> None:
         info = self.info
-        parallel.load_full_model_state_dict(self.wrapped, checkpoint.model_state or {})
-        parallel.load_full_optimizer_state_dict(self.wrapped, self.optimizer, checkpoint.optimizer_state or {})
+        if checkpoint.sharded:  # every rank reads its own shards, resharded from however many wrote them
+            state = parallel.sharded_state_dict(self.wrapped, self.optimizer)
+            load_shards(checkpoint.path, state)
+            parallel.load_sharded_state_dict(self.wrapped, self.optimizer, state)
+        else:
+            parallel.load_full_model_state_dict(self.wrapped, checkpoint.model_state or {})
+            parallel.load_full_optimizer_state_dict(self.wrapped, self.optimizer, checkpoint.optimizer_state or {})
         if checkpoint.world_size != info.world_size:
             logger.warning(
                 "%s was written by %d process(es), this run has %d: the data continues exactly, the RNG states "
@@ -290,7 +323,8 @@ class _Run:
         with self._autocast():
             # the model computes the output projection and the loss chunk by chunk (fp32 softmax), never holding
             # the (B, T, V) logits: repolm.model.llama.linear_cross_entropy
-            return self.wrapped(batch.input_ids, batch.positions, batch.attention_mask, targets=batch.targets)
+            mask = getattr(batch, _BATCH_MASKS[self.document_mask])  # None without document masking
+            return self.wrapped(batch.input_ids, batch.positions, mask, targets=batch.targets)
 
     def train_step(self) -> tuple[float, float, float]:
         """One optimizer step over the global batch; returns (loss, lr, grad_norm) (loss on every rank)."""
@@ -334,9 +368,18 @@ class _Run:
         return total / max(count, 1)
 
     def save(self) -> Path | None:
-        """A checkpoint of the current step (every rank takes part; rank 0 writes)."""
-        model_state = parallel.full_model_state_dict(self.wrapped)
-        optimizer_state = parallel.full_optimizer_state_dict(self.wrapped, self.optimizer)
+        """A checkpoint of the current step (every rank takes part; rank 0 writes the full format, every rank its
+        shards in the sharded one)."""
+        model_state = optimizer_state = staging = None
+        if self.sharded_checkpoints:
+            box = [start_sharded_checkpoint(self.config.checkpoint_folder, self.step) if self.info.is_main else None]
+            if self.info.world_size > 1:
+                dist.broadcast_object_list(box, src=0)
+            staging = box[0]
+            save_shards(staging, parallel.sharded_state_dict(self.wrapped, self.optimizer))
+        else:
+            model_state = parallel.full_model_state_dict(self.wrapped)
+            optimizer_state = parallel.full_optimizer_state_dict(self.wrapped, self.optimizer)
         rank_state = {"data": self.data.state_dict(), "rng": rng_states()}
         rank_states = [rank_state]
         if self.info.world_size > 1:
@@ -361,6 +404,7 @@ class _Run:
                 elapsed_seconds=self.elapsed(),
                 config=self.config.to_dict(),
                 keep_last=self.config.checkpoint.keep_last,
+                staging=staging,
             )
         if self.info.world_size > 1:
             dist.barrier()

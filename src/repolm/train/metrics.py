@@ -1,9 +1,10 @@
 """Run metrics: the JSON-lines log, optional TensorBoard, the peak FLOP/s of the device and model FLOPs utilization.
 
 `MetricsLog` appends one JSON object per line to `<run_dir>/metrics.jsonl` (train lines carry "loss", validation
-lines "val_loss", event lines "event") and mirrors numbers to TensorBoard when asked and when
-`torch.utils.tensorboard` imports (never a hard dependency). A resumed run opens it with `keep_lines`: the file is
-cut back to what the checkpoint had seen, so the curve equals an uninterrupted run's. `measure_peak_flops` times
+lines "val_loss", event lines "event") and mirrors its numbers to TensorBoard event files when asked
+(`torch.utils.tensorboard` with the `tensorboard` package). A resumed run opens it with `keep_lines`: the file is
+cut back to what the checkpoint had seen, and TensorBoard's events past the checkpoint are purged, so both curves
+equal an uninterrupted run's. `measure_peak_flops` times
 dense matmuls (fp32 on CPU, bf16 on CUDA) for about half a second: the denominator of MFU.
 
 Not handled here: what to log and when (`repolm.train.loop`) and drawing the curves (`repolm.train.plot`).
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from repolm.errors import RepolmError
 from repolm.folder_writer import write_file_atomically
 
 logger = logging.getLogger(__name__)
@@ -94,13 +96,14 @@ class MetricsLog:
 
 
 def _tensorboard_writer(log_dir: Path, start_step: int):
+    """A SummaryWriter; `start_step` is the last step the resumed checkpoint holds (0 for a fresh run)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        logger.warning("logging.tensorboard is set but tensorboard is not installed (pip install tensorboard)")
-        return None
-    # purge_step drops events at or after the resumed step that an interrupted run had written
-    return SummaryWriter(log_dir=str(log_dir), purge_step=start_step or None)
+    except ImportError as error:  # a dependency of repolm: only a broken install lacks it
+        raise RepolmError(f"logging.tensorboard is set but TensorBoard does not import ({error})") from error
+    # purge_step drops the events at or after it that an interrupted run had written past its checkpoint; the
+    # checkpoint's own step was logged before it was saved and stays
+    return SummaryWriter(log_dir=str(log_dir), purge_step=start_step + 1 if start_step else None)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

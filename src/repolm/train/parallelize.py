@@ -11,7 +11,10 @@ The training loop stays the same on one CPU and on a GPU cluster; this module is
   block, then FSDP2 (`fully_shard` per block, then the root) or DDP.
 - `full_model_state_dict` / `full_optimizer_state_dict` and their `load_` counterparts move consolidated,
   plain-named state in and out of any of these wrappings, so a checkpoint written by 2 FSDP2 processes loads
-  into one process and the reverse.
+  into one process and the reverse;
+- `sharded_state_dict` / `load_sharded_state_dict` give and take the same state without gathering it: each rank's
+  own shards (DTensors under FSDP2, whole tensors otherwise), for `torch.distributed.checkpoint` to write and read
+  rank by rank (`repolm.train.checkpoint`), resharded to any number of processes on load.
 - `no_sync` and `all_reduce_mean` are where a training step must know whether gradients and metrics live on
   one process or many (gradient clipping needs nothing from here: `repolm.train.optim.clip_gradients` reduces
   the norm of FSDP2's sharded gradients over all ranks).
@@ -301,6 +304,19 @@ def load_full_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Opti
     for saved, group in zip(groups, optimizer.param_groups, strict=True):
         group.update({key: value for key, value in saved.items() if key != "params"})
     optimizer.state.clear()
+
+
+def sharded_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """{"model": ..., "optimizer": ...} as each rank holds them, plain names: what `torch.distributed.checkpoint`
+    saves shard by shard, and the structure it loads into (for loading, a fresh optimizer gets its state tensors
+    created first, which `load_sharded_state_dict` then overwrites)."""
+    return {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+
+
+def load_sharded_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Puts a `sharded_state_dict` that `torch.distributed.checkpoint` filled back into `model` and `optimizer`."""
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
 def no_sync(model: nn.Module) -> contextlib.AbstractContextManager[None]:

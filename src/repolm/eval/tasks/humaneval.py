@@ -45,6 +45,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from repolm.benchmark_folder import HUMANEVAL, MULTIPL_E
 from repolm.eval.records import GenerationRequest, Limits, Program
 from repolm.eval.tasks.base import (
     BASE,
@@ -285,7 +286,7 @@ class HumanEvalTask(_HumanEvalFamily):
 
     name = "humaneval"
     description = "HumanEval Python (164), DeepSeek-Coder harness: base zero-shot / instruct chat, pass@1"
-    data_files = ("humaneval/HumanEval.jsonl.gz",)
+    data_files = (HUMANEVAL.path,)
     settings = PYTHON
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
@@ -304,7 +305,7 @@ class MultiplETask(_HumanEvalFamily):
         self.settings = MULTIPL_E_LANGUAGES[suffix]
         self.name = f"humaneval-{suffix}"
         self.description = f"HumanEval {self.settings.fence} (MultiPL-E), DeepSeek-Coder harness, pass@1"
-        self.data_files = (f"humaneval-multilingual/humaneval-{suffix}.jsonl",)
+        self.data_files = (MULTIPL_E[suffix].path,)
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
         return load_records(benchmarks_dir, self, self._problem)

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from repolm.benchmark_folder import HUMANEVAL_INFILLING
 from repolm.eval.records import ExecutionResult, GenerationRequest, Limits, Program
 from repolm.eval.tasks.base import BASE, Problem, Task, human_eval_check_source, human_eval_problem, load_records
 
@@ -30,13 +31,13 @@ TIMEOUT_SECONDS = 3.0
 SINGLE_LINE_MAX_NEW_TOKENS = 128
 MAX_NEW_TOKENS = 512
 
-INFILLING_SETS: dict[str, tuple[str, str, int]] = {
-    "infilling-single": ("HumanEval-SingleLineInfilling.jsonl.gz", "single-line", SINGLE_LINE_MAX_NEW_TOKENS),
-    "infilling-multi": ("HumanEval-MultiLineInfilling.jsonl.gz", "multi-line", MAX_NEW_TOKENS),
-    "infilling-span": ("HumanEval-RandomSpanInfilling.jsonl.gz", "random-span", MAX_NEW_TOKENS),
-    "infilling-span-light": ("HumanEval-RandomSpanInfillingLight.jsonl.gz", "random-span light", MAX_NEW_TOKENS),
+INFILLING_SETS: dict[str, tuple[str, int]] = {
+    "infilling-single": ("single-line", SINGLE_LINE_MAX_NEW_TOKENS),
+    "infilling-multi": ("multi-line", MAX_NEW_TOKENS),
+    "infilling-span": ("random-span", MAX_NEW_TOKENS),
+    "infilling-span-light": ("random-span light", MAX_NEW_TOKENS),
 }
-"""Task name -> (file under humaneval-infilling/, what it is, maximum new tokens)."""
+"""Task name -> (what it is: its key in `repolm.benchmark_folder.HUMANEVAL_INFILLING`, maximum new tokens)."""
 
 
 def normalized_lines(text: str) -> list[str]:
@@ -62,11 +63,11 @@ class InfillingTask(Task):
     metric = "exact_match_and_execution"
 
     def __init__(self, name: str) -> None:
-        file_name, kind, max_new_tokens = INFILLING_SETS[name]
+        kind, max_new_tokens = INFILLING_SETS[name]
         self.name = name
         self.max_new_tokens = max_new_tokens
         self.description = f"HumanEval {kind} infilling (FIM), line exact match and pass@1"
-        self.data_files = (f"humaneval-infilling/{file_name}",)
+        self.data_files = (HUMANEVAL_INFILLING[kind].path,)
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
         return load_records(benchmarks_dir, self, partial(human_eval_problem, infilling=True))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from repolm.benchmark_folder import LEETCODE
 from repolm.errors import RepolmError
 from repolm.eval.records import GenerationRequest, Limits, Program
 from repolm.eval.tasks.base import (
@@ -77,7 +78,7 @@ class LeetCodeTask(Task):
     modes = (INSTRUCT,)
     default_mode = INSTRUCT
     metric = "execution"
-    data_files = ("leetcode/20240121-Jul.jsonl",)
+    data_files = (LEETCODE.path,)
 
     def __init__(self, chain_of_thought: str | None = None, name: str | None = None) -> None:
         self.chain_of_thought = chain_of_thought

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repolm.benchmark_folder import MBPP_ALL, MBPP_TEST
 from repolm.errors import RepolmError
 from repolm.eval.records import GenerationRequest, Limits, Program
 from repolm.eval.tasks.base import (
@@ -90,7 +91,7 @@ class MbppTask(Task):
     default_mode = BASE
     metric = "execution"
     description = "MBPP test split (task ids 11-510), DeepSeek-Coder harness: base 3-shot / instruct chat, pass@1"
-    data_files = ("mbpp/mbpp.jsonl", "mbpp/mbpp_test.jsonl")
+    data_files = (MBPP_ALL.path, MBPP_TEST.path)
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
         full_path = benchmark_file(benchmarks_dir, self.data_files[0], self.name)

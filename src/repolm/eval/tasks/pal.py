@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repolm.benchmark_folder import PAL_MATH, BenchmarkFile
 from repolm.eval.records import ExecutionResult, GenerationRequest, Limits, Program
 from repolm.eval.tasks.base import BASE, Problem, Record, Task, load_records, truncate_at_stops
 
@@ -216,7 +217,7 @@ def answer_from_output(stdout: str) -> str | None:
 class PalDataset:
     """Where one dataset keeps its question and answer."""
 
-    file_name: str
+    file: BenchmarkFile
     title: str
     question: Callable[[Record], str]
     answer: Callable[[Record], str]
@@ -238,20 +239,20 @@ def _float_text(record: Record, name: str) -> str:
 
 PAL_DATASETS: dict[str, PalDataset] = {
     "pal-gsm8k": PalDataset(
-        "gsm8k.json",
+        PAL_MATH["gsm8k"],
         "GSM8K",
         lambda record: record.get("question").strip(),
         lambda record: record.get("answer").split("####")[-1].strip(),
     ),
-    "pal-svamp": PalDataset("svamp.json", "SVAMP", _svamp_question, lambda record: _float_text(record, "Answer")),
+    "pal-svamp": PalDataset(PAL_MATH["svamp"], "SVAMP", _svamp_question, lambda record: _float_text(record, "Answer")),
     "pal-asdiv": PalDataset(
-        "asdiv.json",
+        PAL_MATH["asdiv"],
         "ASDiv",
         lambda record: f"{record.get('body').strip()} {record.get('question').strip()}",
         lambda record: re.sub(r"\(.*?\)", "", record.get("answer")).strip(),
     ),
     "pal-gsm-hard": PalDataset(
-        "gsm-hard.json",
+        PAL_MATH["gsm-hard"],
         "GSM-Hard",
         lambda record: record.get("input").strip(),
         lambda record: _float_text(record, "target"),
@@ -277,7 +278,7 @@ class PalTask(Task):
         self.name = name
         self.dataset = PAL_DATASETS[name]
         self.description = f"{self.dataset.title} with program-aided (PAL) 3-shot prompting, accuracy"
-        self.data_files = (f"pal-math/{self.dataset.file_name}",)
+        self.data_files = (self.dataset.file.path,)
 
     def load(self, benchmarks_dir: Path) -> list[Problem]:
         return load_records(benchmarks_dir, self, self._problem)
