@@ -317,7 +317,7 @@ def test_document_spans_equal_the_dense_mask_in_loss_and_gradients() -> None:
 @pytest.mark.slow
 def test_flex_attention_document_mask_equals_the_dense_one_forward_on_cpu() -> None:
     """The compiled flex_attention kernel with the block mask gives the dense mask's loss (CPU: forward only,
-    PyTorch has no flex backward there; the gradients are compared on a GPU). Compiling takes about a minute."""
+    PyTorch has no flex backward there; the gradients are compared on a GPU). Compiling needs a C++ compiler."""
     config = preset_config("tiny", vocab_size=VOCAB, initializer_range=0.05, num_key_value_heads=2)
     model = build_model(config, device="cpu", dtype=torch.float32, seed=0).eval()
     input_ids = torch.randint(0, VOCAB, (2, 256), generator=torch.Generator().manual_seed(5))

@@ -305,17 +305,18 @@ def tensorboard_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in accumulator.Scalars(tag)]
 
 
-@pytest.mark.parametrize("checkpoint_format", ["full", "sharded"])
+@pytest.mark.parametrize("checkpoint_format", ["full", "sharded", "sharded, written in the background"])
 def test_stop_and_resume_is_bit_exact(reference, tmp_path, checkpoint_format):
-    """In both checkpoint formats. Also with TensorBoard on: its event files hold the logged curve once per step
-    across the resume."""
+    """In both checkpoint formats, and with the shards written asynchronously while training goes on. Also with
+    TensorBoard on: its event files hold the logged curve once per step across the resume."""
     _, reference_dir, overrides = reference
     overrides = {**overrides, "run_dir": str(tmp_path / "run"), "logging.tensorboard": True}
-    overrides["checkpoint.format"] = checkpoint_format
+    overrides["checkpoint.format"] = checkpoint_format.split(",")[0]
+    overrides["checkpoint.async_save"] = checkpoint_format.endswith("background")
     config = load_train_config(None, overrides)
     stopped = train(config, stop_at_step=110)  # between checkpoints: the checkpoint at 110 is written on stopping
     assert stopped.steps == 110 and stopped.checkpoint.name == "step_0000110"
-    assert (stopped.checkpoint / "shards").is_dir() == (checkpoint_format == "sharded")
+    assert (stopped.checkpoint / "shards").is_dir() == checkpoint_format.startswith("sharded")
     with pytest.raises(RepolmError, match="already has checkpoints"):
         train(config)
     resumed = train(config, resume=True)
@@ -520,16 +521,18 @@ def test_plot_run(reference):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
 
-def _distributed_worker(mode: str, run_dir: str, dataset: str, tokenizer_dir: str, max_steps: str = "12") -> None:
+def _distributed_worker(
+    mode: str, run_dir: str, dataset: str, tokenizer_dir: str, max_steps: str = "12", async_save: str = ""
+) -> None:
     """Run under torchrun: the reference settings for `max_steps` steps with 2 processes x micro-batch 2 (resuming
-    the run's latest checkpoint when it has one)."""
+    the run's latest checkpoint when it has one; "async" writes checkpoints in the background)."""
     import dataclasses
 
     from repolm.train.parallelize import ParallelConfig
 
     overrides = run_overrides(Path(run_dir), Path(dataset), Path(tokenizer_dir))
     overrides.update({"max_steps": int(max_steps), "batch.micro_batch_size": 2, "checkpoint.every_steps": 6})
-    overrides["eval.every_steps"] = 6
+    overrides.update({"eval.every_steps": 6, "checkpoint.async_save": async_save == "async"})
     config = dataclasses.replace(load_train_config(None, overrides), parallel=ParallelConfig(mode=mode))
     train(config, resume=True)
 
@@ -571,7 +574,8 @@ def test_two_processes_match_one(mode, dataset, saved_small_tokenizer, tmp_path)
 
 @pytest.mark.slow
 def test_sharded_checkpoints_resume_on_one_process_and_on_two(dataset, saved_small_tokenizer, tmp_path):
-    """A 2-process FSDP2 run writes sharded checkpoints (no gathered copy). Resumed on 1 process and on 2, it goes
+    """A 2-process FSDP2 run writes sharded checkpoints (no gathered copy; here in the background, on a gloo group of
+    their own). Resumed on 1 process and on 2, it goes
     on with the same weights and optimizer state (both log the same losses and end with the same weights); a
     1-process run with sharded checkpoints resumes on 2 as well; a sharded checkpoint exports a folder that
     transformers loads to the same logits."""
@@ -583,7 +587,7 @@ def test_sharded_checkpoints_resume_on_one_process_and_on_two(dataset, saved_sma
     from repolm.train.checkpoint import SHARDS_FOLDER, export_checkpoint, load_checkpoint, read_model_state
 
     arguments = (str(dataset), str(saved_small_tokenizer))
-    _torchrun("fsdp", str(tmp_path / "two"), *arguments)  # 12 steps, checkpoints at 6 and 12
+    _torchrun("fsdp", str(tmp_path / "two"), *arguments, "12", "async")  # checkpoints at 6, 12, in the background
     written = latest_checkpoint(tmp_path / "two")
     assert written.name == "step_0000012" and (written / SHARDS_FOLDER / ".metadata").is_file()
     assert sorted(path.name for path in (written / SHARDS_FOLDER).glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]

@@ -81,6 +81,7 @@ def test_a_good_config_resolves(tmp_path, dataset, saved_small_tokenizer, small_
             "flex needs a sequence_length that is a multiple",
         ),
         ({"checkpoint.format": "zip"}, "checkpoint.format: 'zip' is not one of auto, full, sharded"),
+        ({"checkpoint.format": "full", "checkpoint.async_save": True}, "checkpoint.async_save: needs the sharded"),
         ({"precision": "fp16"}, "precision: 'fp16' is not one of"),
         ({"max_steps": "many"}, "max_steps: expected an integer"),
         ({"data.mixture": {"code_text": 0.5}}, "data.mixture.code_text: no such kind"),

@@ -31,6 +31,7 @@ import random
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ CHECKPOINT_FORMATS = ("full", "sharded")
 TRAINER_STATE_FILE = "trainer_state.json"
 CHECKPOINTS_FOLDER = "checkpoints"
 _CHECKPOINT_NAME = re.compile(r"step_(\d{7,})")
+# one process reading or writing shards: DCP warns (from any thread) that it assumes one process, which is the intent
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
 
 
 def checkpoint_name(step: int) -> str:
@@ -135,15 +138,27 @@ def start_sharded_checkpoint(folder: str | Path, step: int) -> Path:
     return staging_folder(Path(folder) / checkpoint_name(step))
 
 
-def save_shards(staging: str | Path, state: dict[str, Any]) -> None:
+def save_shards(
+    staging: str | Path, state: dict[str, Any], process_group: Any = None, asynchronous: bool = False
+) -> Callable[[], None] | None:
     """Every rank: writes its shards of `state` (`repolm.train.parallelize.sharded_state_dict`) into
-    `<staging>/shards/` with `torch.distributed.checkpoint` (a collective: all ranks call it)."""
+    `<staging>/shards/` with `torch.distributed.checkpoint` (a collective: all ranks call it).
+
+    `asynchronous`: the state is copied to CPU memory now and written by a background thread (`dcp.async_save`);
+    returns the function that waits for the write to end (call it before finishing the checkpoint). Its collectives
+    run on `process_group`, which must not be the group training uses (a gloo group of its own)."""
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
 
-    with warnings.catch_warnings():  # one process: DCP warns that it assumes one process, which is the intent
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.save(state, checkpoint_id=str(Path(staging) / SHARDS_FOLDER), no_dist=not dist.is_initialized())
+    shards = str(Path(staging) / SHARDS_FOLDER)
+    no_dist = not dist.is_initialized()
+    if not asynchronous:
+        dcp.save(state, checkpoint_id=shards, process_group=process_group, no_dist=no_dist)
+        return None
+    handle = dcp.async_save(state, checkpoint_id=shards, process_group=process_group, no_dist=no_dist)
+    # a Future, or (with a stager of its own) a response whose upload_completion is the Future
+    future = getattr(handle, "upload_completion", handle)
+    return lambda: future.result()
 
 
 def load_shards(path: str | Path, state: dict[str, Any]) -> None:
@@ -154,9 +169,7 @@ def load_shards(path: str | Path, state: dict[str, Any]) -> None:
 
     shards = Path(path) / SHARDS_FOLDER
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            dcp.load(state, checkpoint_id=str(shards), no_dist=not dist.is_initialized())
+        dcp.load(state, checkpoint_id=str(shards), no_dist=not dist.is_initialized())
     except Exception as error:  # DCP raises CheckpointException and others for missing or mismatched shards
         raise RepolmError(f"{shards}: cannot load it ({one_line(error, 300)})") from None
 

@@ -193,14 +193,17 @@ class CheckpointSection:
 
     `folder` None means `<run_dir>/checkpoints`. `format`: "full" (rank 0 gathers the model and optimizer into
     model.safetensors and optimizer.pt), "sharded" (every rank writes its own shards with
-    torch.distributed.checkpoint, nothing gathered), or "auto": sharded for FSDP runs of several processes, full
-    otherwise. Both resume on any number of processes and export with `repolm export`.
+    torch.distributed.checkpoint, nothing gathered), or "auto": sharded for FSDP runs of several processes (and
+    with `async_save`), full otherwise. Both resume on any number of processes and export with `repolm export`.
+    `async_save`: write the shards in the background (the state is copied to CPU memory, then written while
+    training goes on; the checkpoint appears, renamed into place, once written); sharded format only.
     """
 
     every_steps: int = 1000
     keep_last: int = 3
     folder: str | None = None
     format: str = "auto"
+    async_save: bool = False
 
     def __post_init__(self) -> None:
         if self.every_steps < 0:
@@ -209,6 +212,8 @@ class CheckpointSection:
             raise RepolmError(f"checkpoint.keep_last: must be >= 1, got {self.keep_last}")
         if self.format not in ("auto", "full", "sharded"):
             raise RepolmError(f"checkpoint.format: {self.format!r} is not one of auto, full, sharded")
+        if self.async_save and self.format == "full":
+            raise RepolmError("checkpoint.async_save: needs the sharded format (checkpoint.format: sharded or auto)")
 
 
 @dataclass

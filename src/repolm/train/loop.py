@@ -215,10 +215,14 @@ class _Run:
         self.device = info.device
         self.sequence_length = config.data.sequence_length
         _seed_everything(config.seed + info.rank)
-        checkpoint_format = config.checkpoint.format
+        checkpoint_format, self.async_save = config.checkpoint.format, config.checkpoint.async_save
         self.sharded_checkpoints = checkpoint_format == "sharded" or (
-            checkpoint_format == "auto" and config.parallel.mode == "fsdp" and info.world_size > 1
+            checkpoint_format == "auto"
+            and (self.async_save or (config.parallel.mode == "fsdp" and info.world_size > 1))
         )
+        self.pending_save: Callable[[], Path | None] | None = None  # finishes an asynchronous save
+        # background writes run their collectives on a group of their own, never beside training's on one group
+        self.checkpoint_group = dist.new_group(backend="gloo") if self.async_save and info.world_size > 1 else None
         self.document_mask = document_mask_kind(config.data.document_mask, self.device, config.data.sequence_length)
         bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if bf16 else None
@@ -369,14 +373,17 @@ class _Run:
 
     def save(self) -> Path | None:
         """A checkpoint of the current step (every rank takes part; rank 0 writes the full format, every rank its
-        shards in the sharded one)."""
-        model_state = optimizer_state = staging = None
+        shards in the sharded one). With `checkpoint.async_save` the shards are written in the background and None
+        is returned; `finish_pending_save` (at the next save and at the end) completes it."""
+        self.finish_pending_save()
+        model_state = optimizer_state = staging = wait = None
         if self.sharded_checkpoints:
             box = [start_sharded_checkpoint(self.config.checkpoint_folder, self.step) if self.info.is_main else None]
             if self.info.world_size > 1:
                 dist.broadcast_object_list(box, src=0)
             staging = box[0]
-            save_shards(staging, parallel.sharded_state_dict(self.wrapped, self.optimizer))
+            state = parallel.sharded_state_dict(self.wrapped, self.optimizer)
+            wait = save_shards(staging, state, process_group=self.checkpoint_group, asynchronous=self.async_save)
         else:
             model_state = parallel.full_model_state_dict(self.wrapped)
             optimizer_state = parallel.full_optimizer_state_dict(self.wrapped, self.optimizer)
@@ -389,26 +396,39 @@ class _Run:
             payloads = [None] * self.info.world_size
             dist.all_gather_object(payloads, buffer.getvalue())
             rank_states = [torch.load(io.BytesIO(payload), weights_only=True) for payload in payloads]
-        path = None
         if self.info.is_main:
             self.metrics.sync()
-            path = save_checkpoint(
-                self.config.checkpoint_folder,
-                step=self.step,
-                tokens=self.tokens,
-                model_config=self.plan.model_config,
-                model_state=model_state,
-                optimizer_state=optimizer_state,
-                rank_states=rank_states,
-                metrics_lines=self.metrics.lines,
-                elapsed_seconds=self.elapsed(),
-                config=self.config.to_dict(),
-                keep_last=self.config.checkpoint.keep_last,
-                staging=staging,
-            )
-        if self.info.world_size > 1:
-            dist.barrier()
-        return path
+        written = dict(
+            step=self.step,
+            tokens=self.tokens,
+            model_config=self.plan.model_config,
+            model_state=model_state,
+            optimizer_state=optimizer_state,
+            rank_states=rank_states,
+            metrics_lines=self.metrics.lines,
+            elapsed_seconds=self.elapsed(),
+            config=self.config.to_dict(),
+            keep_last=self.config.checkpoint.keep_last,
+            staging=staging,
+        )
+
+        def finish() -> Path | None:
+            if wait is not None:
+                wait()  # this rank's shards are on disk
+            path = save_checkpoint(self.config.checkpoint_folder, **written) if self.info.is_main else None
+            if self.info.world_size > 1:
+                dist.barrier()
+            return path
+
+        if wait is not None:
+            self.pending_save = finish
+            return None
+        return finish()
+
+    def finish_pending_save(self) -> Path | None:
+        """Waits for an asynchronous save to be written and puts the checkpoint in place; its path (None if none)."""
+        finish, self.pending_save = self.pending_save, None
+        return finish() if finish is not None else None
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -475,6 +495,7 @@ class _Run:
                 every = config.checkpoint.every_steps
                 if self.step == stop_at_step or (every and self.step % every == 0):
                     last_checkpoint = self.save() or last_checkpoint
+            last_checkpoint = self.finish_pending_save() or last_checkpoint
         finally:
             bar.close()
             self.metrics.close()
