@@ -15,19 +15,25 @@ from repolm.errors import RepolmError
 from repolm.eval.copying import _copy_row, in_context_copying
 
 
-@pytest.fixture(scope="module")
-def heldout_folder(tmp_path_factory, stdlib_files: list[Path]) -> Path:
-    """Two held-out repositories of real stdlib files (one too short for a span), written with the build's writer."""
+def write_heldout(folder: Path, repositories: dict[str, list[CodeFile]]) -> Path:
+    """Held-out repositories written with the build's writer."""
     from repolm.data.steps import output_record, sample_to_document, shard_writer
 
-    folder = tmp_path_factory.mktemp("heldout")
-    long_files = [CodeFile(f"pkg/{path.name}", path.read_text(encoding="utf-8"), "Python") for path in stdlib_files[:3]]
-    repositories = {"long": long_files, "short": [CodeFile("tiny.py", "x = 1\n", "Python")]}
     with shard_writer(str(folder), "${kind}/${rank}.jsonl.zst", adapter=output_record) as writer:
         for repo, files in repositories.items():
             for sample in assemble_repository(repo, "test", "code", files, AssemblyConfig()):
                 writer.write(sample_to_document(sample), rank=0)
     return folder
+
+
+SHORT_REPOSITORY = {"short": [CodeFile("tiny.py", "x = 1\n", "Python")]}
+
+
+@pytest.fixture(scope="module")
+def heldout_folder(tmp_path_factory, stdlib_files: list[Path]) -> Path:
+    """Two held-out repositories of real stdlib files (one too short for a span)."""
+    long_files = [CodeFile(f"pkg/{path.name}", path.read_text(encoding="utf-8"), "Python") for path in stdlib_files[:3]]
+    return write_heldout(tmp_path_factory.mktemp("heldout"), {"long": long_files, **SHORT_REPOSITORY})
 
 
 def test_copy_row_splits_each_sequence_at_the_span():
@@ -66,8 +72,8 @@ def test_copying_scores_the_spans_it_reports(tiny_generator, heldout_folder):
     assert result["random"]["copy_gain"] == pytest.approx(gain)
 
 
-def test_copying_without_long_enough_files_has_no_code_row(tiny_generator, heldout_folder):
-    result = in_context_copying(tiny_generator, heldout_folder, span_tokens=100_000, max_spans=2)
+def test_copying_without_long_enough_files_has_no_code_row(tiny_generator, tmp_path):
+    result = in_context_copying(tiny_generator, write_heldout(tmp_path, SHORT_REPOSITORY), span_tokens=16, max_spans=2)
     assert result["code"] == {"spans": 0, "first_copy_loss": None, "second_copy_loss": None, "copy_gain": None}
     assert result["random"]["spans"] == 2
 
