@@ -25,8 +25,7 @@ import zipfile
 from pathlib import Path
 
 from machine import machine_description
-from repolm.data.dependencies import ImportResolver
-from repolm.data.dependency_order import dependency_order, edges_in_order
+from repolm.data.dependencies import package_name_order
 from repolm.data.records import CodeFile
 
 DEFAULT_JDK_MODULES = ("java.base", "java.desktop", "java.sql", "java.logging", "java.net.http", "jdk.compiler")
@@ -70,31 +69,21 @@ def go_standard_library() -> dict[str, list[CodeFile]]:
 
 
 def measure(name: str, files: list[CodeFile]) -> dict:
-    paths = [file.path for file in files]
     started = time.perf_counter()
-    resolver_before = ImportResolver(files, package_names=False)
-    before = {path: resolver_before.dependencies(path) for path in paths}
-    resolver = ImportResolver(files)
-    after = {path: resolver.dependencies(path) for path in paths}
-    seconds = time.perf_counter() - started
-    reference = [(path, found) for path in paths for found in after[path] - before[path]]
-    imports = [(path, found) for path in paths for found in before[path]]
-    order_before = dependency_order(paths, before, seed=name, cycle_aware=True)
-    order_after = dependency_order(paths, after, seed=name, cycle_aware=True)
-    reference_before, counted = edges_in_order(reference, order_before, after)
-    reference_after, _ = edges_in_order(reference, order_after, after)
-    imports_after, imports_counted = edges_in_order(imports, order_after, after)
+    figures = package_name_order(files, seed=name)
+    (reference_before, counted), (reference_after, _) = figures["references_before"], figures["references_after"]
+    imports_after, imports_counted = figures["imports_after"]
     return {
         "repository": name,
-        "files": len(files),
-        "import_edges": len(imports),
-        "reference_edges": len(reference),
+        "files": figures["files"],
+        "import_edges": figures["import_edges"],
+        "reference_edges": figures["reference_edges"],
         "reference_edges_outside_cycles": counted,
         "reference_in_order_before": reference_before / counted if counted else None,
         "reference_in_order_after": reference_after / counted if counted else None,
         "import_edges_outside_cycles": imports_counted,
         "import_in_order_after": imports_after / imports_counted if imports_counted else None,
-        "resolve_seconds": seconds,
+        "seconds": time.perf_counter() - started,
     }
 
 

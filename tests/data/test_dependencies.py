@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from test_dependency_order import assert_algorithm_one, back_edges
 
-from repolm.data.dependencies import ImportResolver, resolve_dependencies
-from repolm.data.dependency_order import dependency_cycles, dependency_order, edges_in_order
+from repolm.data.dependencies import ImportResolver, package_name_order, resolve_dependencies
+from repolm.data.dependency_order import dependency_cycles, dependency_order
 from repolm.data.import_extraction import extract_imports
 from repolm.data.records import CodeFile
 
@@ -468,23 +468,9 @@ def test_jdk_java_base():
 
 
 def order_figures(name: str, files: list[CodeFile]) -> dict:
-    """Package-name edges (those that `package_names=False` lacks) and import edges, outside the cycles of the full
-    graph: how many come in order in the cycle-aware order without and with the package-name edges."""
-    paths = [file.path for file in files]
-    resolver_before = ImportResolver(files, package_names=False)
-    before = {path: resolver_before.dependencies(path) for path in paths}
-    resolver = ImportResolver(files)
-    after = {path: resolver.dependencies(path) for path in paths}
-    assert all(before[path] <= after[path] for path in paths)  # package names only add edges
-    references = [(path, found) for path in paths for found in after[path] - before[path]]
-    imports = [(path, found) for path in paths for found in before[path]]
-    order_before = dependency_order(paths, before, seed=name, cycle_aware=True)
-    order_after = dependency_order(paths, after, seed=name, cycle_aware=True)
-    figures = {
-        "references_before": edges_in_order(references, order_before, after),
-        "references_after": edges_in_order(references, order_after, after),
-        "imports_after": edges_in_order(imports, order_after, after),
-    }
+    """`package_name_order`, logged; package names only add edges."""
+    figures = package_name_order(files, seed=name)
+    assert figures["removed_edges"] == 0
     logger.info("%s: %d files, (in order, counted) %s", name, len(files), figures)
     return figures
 

@@ -36,13 +36,14 @@ from typing import Any
 from repolm.data.import_extraction import (
     _CSHARP_NAMESPACE,
     _GO_MODULE,
+    _GO_PACKAGE,
     _JAVA_PACKAGE,
     _PHP_NAMESPACE,
     DEPENDENCY_LANGUAGES,
     _imports_in_code,
     code_text,
 )
-from repolm.data.package_names import go_package, top_level_names
+from repolm.data.package_names import top_level_names
 from repolm.data.records import CodeFile
 
 # Languages whose files may import each other (a C file includes C++ headers, a TypeScript file imports JavaScript).
@@ -215,7 +216,8 @@ class ImportResolver:
         packages: dict[tuple[str, str], list[str]] = defaultdict(list)
         package_of: dict[str, tuple[str, str]] = {}
         for path in sorted(self._family_paths["Go"]):
-            package_of[path] = (_folder(path), go_package(self.files[path].text))
+            clause = _GO_PACKAGE.search(self.code(path))  # the comment-free text: no second parse
+            package_of[path] = (_folder(path), clause.group(1) if clause else "")
             packages[package_of[path]].append(path)
             if not path.endswith("_test.go"):
                 folders[_folder(path)].append(path)
@@ -466,3 +468,29 @@ def resolve_dependencies(files: list[CodeFile]) -> dict[str, set[str]]:
     """
     resolver = ImportResolver(files)
     return {file.path: resolver.dependencies(file.path) for file in files}
+
+
+def package_name_order(files: list[CodeFile], seed: object = 0) -> dict[str, Any]:
+    """What names inside packages change in one repository's order: the edges only they give ("references": the
+    resolver with `package_names` against without) and the import edges, each as (in order, counted) outside the
+    cycles of the full graph, in the cycle-aware Algorithm 1 order without and with them. `removed_edges` counts
+    edges of the old graph that the new one lacks (package names only add: 0). For `bench_package_order.py`."""
+    from repolm.data.dependency_order import dependency_order, edges_in_order
+
+    paths = [file.path for file in files]
+    resolver_before, resolver = ImportResolver(files, package_names=False), ImportResolver(files)
+    before = {path: resolver_before.dependencies(path) for path in paths}
+    after = {path: resolver.dependencies(path) for path in paths}
+    references = [(path, found) for path in paths for found in after[path] - before[path]]
+    imports = [(path, found) for path in paths for found in before[path]]
+    order_before = dependency_order(paths, before, seed=seed, cycle_aware=True)
+    order_after = dependency_order(paths, after, seed=seed, cycle_aware=True)
+    return {
+        "files": len(files),
+        "import_edges": len(imports),
+        "reference_edges": len(references),
+        "removed_edges": sum(len(before[path] - after[path]) for path in paths),
+        "references_before": edges_in_order(references, order_before, after),
+        "references_after": edges_in_order(references, order_after, after),
+        "imports_after": edges_in_order(imports, order_after, after),
+    }

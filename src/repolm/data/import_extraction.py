@@ -87,6 +87,7 @@ _JS_IMPORTS = re.compile(
 )
 _GO_IMPORT = re.compile(r'^[ \t]*import[ \t]*(?:\(([^)]*)\)|(?:[\w.]+[ \t]+)?"([^"\n]+)")', re.M)
 _GO_MODULE = re.compile(r"^[ \t]*module[ \t]+\"?([^\s\"]+)", re.M)
+_GO_PACKAGE = re.compile(r"^[ \t]*package[ \t]+(\w+)", re.M)
 _QUOTED = re.compile(r"""["'`]([^"'`\n]*)["'`]""")
 _RUST_MOD = re.compile(r"^[ \t]*(?:pub(?:[ \t]*\([^)]*\))?[ \t]+)?mod[ \t]+(\w+)[ \t]*;", re.M)
 _RUST_USE = re.compile(r"^[ \t]*(?:pub(?:[ \t]*\([^)]*\))?[ \t]+)?use[ \t]+([^;]+);", re.M)

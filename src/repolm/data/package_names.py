@@ -5,8 +5,8 @@ import parsing alone leaves their order to chance. `top_level_names` gives the n
 level (the file's own scope of the package), with the tree-sitter grammars the data pipeline already uses:
 - Go: functions, types, variables and constants (`func F`, `type T`, `var v`, `const c`, grouped blocks too);
   methods are left out (they are called through a value, and names like `String` or `Len` are on every type),
-  and so are `init`, `main` and `_`; `go_package` gives the `package` clause (files of one folder with the same
-  package clause are one package; `x_test` packages are external tests);
+  and so are `init`, `main` and `_` (files of one folder with the same package clause are one package, `x_test`
+  packages external tests: `repolm.data.dependencies` reads the clause);
 - Java: the top-level classes, interfaces, enums, records and annotation types;
 - C#: the types declared in the file's namespaces (classes, structs, interfaces, enums, records, delegates).
 Rust needs nothing here: each file is its own module, whose names other files reach through `use`/`mod` paths,
@@ -93,13 +93,3 @@ def _csharp_names(root: Any) -> set[bytes | None]:
         elif node.type in _CSHARP_NAMESPACES:
             stack.extend(node.children)
     return names
-
-
-def go_package(text: str) -> str:
-    """The name in a Go file's `package` clause ("" when it has none)."""
-    for node in _root(text, "Go").children:
-        if node.type == "package_clause":
-            for child in node.children:
-                if child.type == "package_identifier":
-                    return child.text.decode("utf-8", "replace")
-    return ""

@@ -174,19 +174,16 @@ def _is_real_dir(entry: os.DirEntry) -> bool:
     return entry.is_dir(follow_symlinks=False)
 
 
-def _repository_marker(folder: Path) -> str | None:
-    """The first (by name) repository marker at the top of `folder`, or None."""
+def _repository_marker(folder: Path, markers: frozenset[str] = REPOSITORY_MARKERS) -> str | None:
+    """The first (by name) of `markers` at the top of `folder`, or None (also for an unreadable folder)."""
     try:
-        return min((name for name in os.listdir(folder) if name in REPOSITORY_MARKERS), default=None)
+        return min((name for name in os.listdir(folder) if name in markers), default=None)
     except OSError:
         return None
 
 
 def _looks_like_repository(folder: Path, markers: frozenset[str] = REPOSITORY_MARKERS) -> bool:
-    try:
-        return any(name in markers for name in os.listdir(folder))
-    except OSError:
-        return False
+    return _repository_marker(folder, markers) is not None
 
 
 def detect_format(path: Path) -> str:
@@ -326,13 +323,23 @@ def ensure_sources_exist(sources: Sequence[SourceConfig]) -> None:
 
 
 def _resolved_format(source: SourceConfig, path: Path) -> str:
-    resolved = detect_format(path) if source.format == "auto" else source.format
+    return _resolved_format_and_reason(source, path)[0]
+
+
+def _resolved_format_and_reason(source: SourceConfig, path: Path) -> tuple[str, str]:
+    """The format a source is read in and why ("format auto: ..." or "format X set"); `RepolmError` for a path that
+    the format cannot read."""
+    if source.format == "auto":
+        resolved, reason = detect_format_and_reason(path)
+        reason = f"format auto: {reason}"
+    else:
+        resolved, reason = source.format, f"format {source.format} set"
     needs_folder = resolved in ("repo", "repos", "git", "stdlib", "include", "npm", "perl")
     if needs_folder and not path.is_dir():
         raise RepolmError(f"source {source.name!r}: format {resolved!r} needs a folder, {path} is not one")
     if resolved in ("archive", "jdk") and not path.is_file():
         raise RepolmError(f"source {source.name!r}: format {resolved!r} needs a file, {path} is not one")
-    return resolved
+    return resolved, reason
 
 
 MACHINE_SOURCE_WORDS = {
@@ -349,11 +356,7 @@ def describe_source(source: SourceConfig, units: Sequence[SourceUnit]) -> dict:
     repositories of `units`, or corpus files), and `how`, one line for people ("in/: one repository (no repository
     markers at its top or in its subfolders)")."""
     path = _locate(source)
-    if source.format == "auto":
-        resolved, reason = detect_format_and_reason(path)
-        reason = f"format auto: {reason}"
-    else:
-        resolved, reason = source.format, f"format {source.format} set"
+    resolved, reason = _resolved_format_and_reason(source, path)
     repositories = sorted({unit.repo for unit in units if unit.repo})
     readers = [unit.reader for unit in units]
     if resolved in ("jsonl", "parquet"):

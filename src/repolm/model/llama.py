@@ -479,13 +479,9 @@ def flops_per_token(config: ModelConfig, sequence_length: int) -> float:
     token forward, x3 with the backward: 12 * layers * heads * head_dim * T (the full T x T, as PaLM counts it,
     although a causal kernel skips about half).
     """
-    hidden, query, key_value = (
-        config.hidden_size,
-        config.num_attention_heads * config.head_dim,
-        config.num_key_value_heads * config.head_dim,
-    )
-    block_weights = hidden * query + 2 * hidden * key_value + query * hidden + 3 * hidden * config.intermediate_size
-    matmul_weights = config.num_hidden_layers * block_weights + config.vocab_size * hidden  # + the output head
+    norm_weights = (2 * config.num_hidden_layers + 1) * config.hidden_size
+    input_embedding = 0 if config.tie_word_embeddings else config.vocab_size * config.hidden_size
+    matmul_weights = config.num_parameters - norm_weights - input_embedding  # projections + the output head
     attention = 12 * config.num_hidden_layers * config.num_attention_heads * config.head_dim * sequence_length
     return 6 * matmul_weights + attention
 

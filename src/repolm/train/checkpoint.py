@@ -51,7 +51,6 @@ MODEL_CONFIG_FILE = "model_config.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RANK_STATES_FILE = "rank_states.pt"
 SHARDS_FOLDER = "shards"
-CHECKPOINT_FORMATS = ("full", "sharded")
 TRAINER_STATE_FILE = "trainer_state.json"
 CHECKPOINTS_FOLDER = "checkpoints"
 _CHECKPOINT_NAME = re.compile(r"step_(\d{7,})")

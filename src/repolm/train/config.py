@@ -83,6 +83,7 @@ class ModelSection:
 
 
 DOCUMENT_MASKS = ("auto", "dense", "spans", "flex")
+CHECKPOINT_FORMATS = ("auto", "full", "sharded")
 
 
 @dataclass
@@ -210,8 +211,8 @@ class CheckpointSection:
             raise RepolmError(f"checkpoint.every_steps: must be >= 0, got {self.every_steps}")
         if self.keep_last < 1:
             raise RepolmError(f"checkpoint.keep_last: must be >= 1, got {self.keep_last}")
-        if self.format not in ("auto", "full", "sharded"):
-            raise RepolmError(f"checkpoint.format: {self.format!r} is not one of auto, full, sharded")
+        if self.format not in CHECKPOINT_FORMATS:
+            raise RepolmError(f"checkpoint.format: {self.format!r} is not one of {', '.join(CHECKPOINT_FORMATS)}")
         if self.async_save and self.format == "full":
             raise RepolmError("checkpoint.async_save: needs the sharded format (checkpoint.format: sharded or auto)")
 
